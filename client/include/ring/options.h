@@ -1,0 +1,35 @@
+// ring/options.h: configuration of a ring::Client and of individual calls.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ring {
+
+struct ClientOptions {
+  // Seed nodes as "HOST:PORT". At least one. The client contacts them to serve requests
+  // and, once the cluster is sharded, to learn the cluster map.
+  std::vector<std::string> seeds;
+
+  // Connections kept open to each node. Requests are pipelined over them round-robin.
+  int connections_per_node = 2;
+
+  // Deadline for a call that does not pass its own CallOptions::timeout.
+  std::chrono::milliseconds default_timeout{5000};
+
+  // Deadline for establishing one TCP connection.
+  std::chrono::milliseconds connect_timeout{1000};
+
+  // Upper bound on requests in flight per connection; further calls wait in the client
+  // until replies free a slot (or their deadline passes). Bounds the node's memory too.
+  int max_inflight_per_connection = 1024;
+};
+
+struct CallOptions {
+  // 0 means ClientOptions::default_timeout.
+  std::chrono::milliseconds timeout{0};
+};
+
+}  // namespace ring

@@ -1,0 +1,56 @@
+#include "common/keyspace.h"
+
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cassert>
+
+namespace ring {
+
+std::string_view HashTag(std::string_view key) {
+  size_t open = key.find('{');
+  if (open == std::string_view::npos) return key;
+  size_t close = key.find('}', open + 1);
+  if (close == std::string_view::npos || close == open + 1) return key;
+  return key.substr(open + 1, close - open - 1);
+}
+
+uint64_t KeyHash(std::string_view key) {
+  std::string_view h = HashTag(key);
+  return XXH3_64bits(h.data(), h.size());
+}
+
+std::string HashPrefix(uint64_t hash) {
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(hash >> (56 - 8 * i));
+  return out;
+}
+
+std::string DataKey(std::string_view key) {
+  std::string out = HashPrefix(KeyHash(key));
+  out.append(key.data(), key.size());
+  return out;
+}
+
+ShardRanges ShardRanges::Uniform(uint32_t count) {
+  assert(count >= 1);
+  ShardRanges r;
+  r.starts_.reserve(count);
+  for (uint32_t i = 0; i < count; ++i) {
+    unsigned __int128 num = static_cast<unsigned __int128>(i) << 64;
+    r.starts_.push_back(static_cast<uint64_t>((num + count - 1) / count));
+  }
+  return r;
+}
+
+ShardId ShardRanges::ShardOf(uint64_t hash) const {
+  auto it = std::upper_bound(starts_.begin(), starts_.end(), hash);
+  return static_cast<ShardId>(it - starts_.begin() - 1);
+}
+
+std::string ShardRanges::EndBound(ShardId shard) const {
+  if (shard + 1 >= starts_.size()) return std::string();
+  return HashPrefix(starts_[shard + 1]);
+}
+
+}  // namespace ring

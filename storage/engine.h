@@ -1,0 +1,134 @@
+// storage/engine.h: the node's RocksDB engine behind a narrow interface.
+//
+// Column families:
+//   data     user keys as be64(hash) || key (common/keyspace.h), so a shard is one range
+//   raftlog  replication log entries and hard state (used by replication/)
+//   meta     small records: node identity, applied indexes, client dedup tables
+//
+// Every failure is a Status with context, never a crash or an exception: a missing or
+// unwritable directory, a DB locked by another process, a corrupt DB, a full disk. RocksDB
+// types and headers stay inside storage/*.cc.
+//
+// Full disk: writes are refused with IOError while free space on the data directory's
+// filesystem is below `reserve_disk_bytes`, so RocksDB itself never hits ENOSPC in its WAL
+// (Debian's librocksdb is built with assertions, some of which fire after a failed WAL
+// write). If a write fails anyway, the engine records the error, reports it in health(),
+// and retries RocksDB's Resume() on later writes once space is back.
+//
+// Thread-safety: all methods may be called concurrently.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace ring::storage {
+
+enum class Cf : uint8_t { kData = 0, kRaftLog = 1, kMeta = 2 };
+const char* CfName(Cf cf);
+
+// Faults a test can switch on while an engine runs on top of them (the fault-injecting
+// filesystem wrapper, in the spirit of leveldb's SpecialEnv). All fields are atomics so a
+// test thread may flip them at any time.
+struct DiskFaults {
+  std::atomic<int> fail_writes_errno{0};  // e.g. ENOSPC: every file append/write fails
+  std::atomic<int> fail_sync_errno{0};    // e.g. EIO: every fsync/fdatasync fails
+  std::atomic<int> fail_open_errno{0};    // e.g. EACCES: creating new files fails
+  std::atomic<uint64_t> injected{0};      // how many faults fired
+};
+
+struct EngineOptions {
+  std::string dir;                                // data directory; created if missing
+  bool create_if_missing = true;                  // create the directory and the DB
+  size_t block_cache_bytes = 128u << 20;          // shared LRU block cache
+  uint64_t reserve_disk_bytes = 192ull << 20;     // refuse writes below this much free space
+  std::shared_ptr<DiskFaults> faults;             // test seam; null in production
+};
+
+// An atomic group of updates across column families. Not thread-safe.
+class WriteBatch {
+ public:
+  WriteBatch();
+  ~WriteBatch();
+  WriteBatch(WriteBatch&&) noexcept;
+  WriteBatch& operator=(WriteBatch&&) noexcept;
+
+  void Put(Cf cf, std::string_view key, std::string_view value);
+  void Delete(Cf cf, std::string_view key);
+  // Deletes [begin, end); an empty `end` means "to the end of the column family".
+  void DeleteRange(Cf cf, std::string_view begin, std::string_view end);
+  void Clear();
+  size_t count() const;
+  size_t bytes() const;
+
+ private:
+  friend class Engine;
+  struct Rep;
+  std::unique_ptr<Rep> rep_;
+};
+
+struct EngineHealth {
+  bool ok = true;
+  std::string error;        // last write error while !ok
+  uint64_t disk_free_bytes = 0;
+  uint64_t live_bytes = 0;  // approximate size of all SST files + memtables
+  uint64_t keys_estimate = 0;
+};
+
+class Engine {
+ public:
+  static Result<std::unique_ptr<Engine>> Open(const EngineOptions& options);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Reads one key. NotFound if absent.
+  Status Get(Cf cf, std::string_view key, std::string* value) const;
+  // Reads many keys of one column family; one entry per key, nullopt when absent.
+  Status MultiGet(Cf cf, const std::vector<std::string>& keys,
+                  std::vector<std::optional<std::string>>* values) const;
+
+  // Applies `batch` atomically. With `sync`, the WAL is fsynced before returning.
+  Status Write(WriteBatch& batch, bool sync);
+
+  // Calls fn(key, value) for every key in [begin, end) of `cf` from one consistent
+  // snapshot, in key order, until fn returns false. Empty `end` = no upper bound.
+  Status Scan(Cf cf, std::string_view begin, std::string_view end,
+              const std::function<bool(std::string_view, std::string_view)>& fn) const;
+
+  // Deletes [begin, end) of `cf` with a range tombstone.
+  Status DeleteRange(Cf cf, std::string_view begin, std::string_view end, bool sync);
+
+  // Writes every key of [begin, end) in `cf`, from one snapshot, to SST files under
+  // `out_dir` (created). Returns the files in order; none if the range is empty.
+  // `max_file_bytes` bounds each file.
+  Result<std::vector<std::string>> ExportRange(Cf cf, std::string_view begin,
+                                               std::string_view end, const std::string& out_dir,
+                                               uint64_t max_file_bytes = 64ull << 20);
+
+  // Ingests SST files produced by ExportRange into `cf`. Every key in them must lie within
+  // [begin, end) (checked first; Corruption otherwise). Existing keys of [begin, end) are
+  // deleted in the same step, so after success the range holds exactly the files' keys.
+  Status IngestRange(Cf cf, std::string_view begin, std::string_view end,
+                     const std::vector<std::string>& files);
+
+  // Flushes memtables to SST files (used before a clean shutdown).
+  Status Flush();
+
+  EngineHealth health() const;
+  const std::string& dir() const;
+
+ private:
+  struct Impl;
+  explicit Engine(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ring::storage
