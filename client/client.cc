@@ -1,1 +1,640 @@
-// placeholder
+// libring's implementation. Reading order: Call (one request's life), Conn (one TCP
+// connection: connect, pipelined writes, reply matching), Impl (routing, retries,
+// deadlines), then the public wrappers at the bottom.
+//
+// Threading: one I/O thread runs an io_context; every mutable structure below is touched
+// only on it. Public methods encode the request on the caller's thread and post it over.
+#include "ring/client.h"
+
+#include <deque>
+#include <future>
+#include <list>
+#include <map>
+#include <unordered_map>
+
+#include "common/asio.h"
+#include "common/endpoint.h"
+#include "common/frame.h"
+#include "common/limits.h"
+#include "proto/ring.pb.h"
+#include "proto/wire.h"
+
+namespace ring {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using tcp = asio::ip::tcp;
+constexpr auto kSweepInterval = std::chrono::milliseconds(10);
+constexpr size_t kReadChunk = 64 * 1024;
+
+struct Conn;
+
+// One request from submission to completion.
+struct Call {
+  uint64_t id = 0;
+  pb::Request request;
+  Clock::time_point deadline;
+  bool mutation = false;
+  std::function<void(Status, pb::Response*)> done;
+  size_t node = 0;      // index of the node to try next
+  int attempts = 0;
+  Conn* conn = nullptr;  // where it is queued or in flight
+  bool sent = false;     // bytes handed to the socket at least once
+  bool pinned = false;   // only this node may serve it (NodeStatus of a named node)
+  bool registered = false;  // in calls_ and deadlines_
+  bool finished = false;
+  std::multimap<Clock::time_point, Call*>::iterator deadline_it;
+};
+using CallPtr = std::shared_ptr<Call>;
+
+}  // namespace
+
+class Client::Impl {
+ public:
+  explicit Impl(ClientOptions options, std::vector<Endpoint> seeds);
+  ~Impl();
+
+  // Encodes and submits; `done` runs once on the I/O thread.
+  void Submit(pb::Request req, bool mutation, const CallOptions& call,
+              std::function<void(Status, pb::Response*)> done);
+  // Like Submit, on the I/O thread, sending only to node `node` (no failover).
+  void SubmitPinned(pb::Request req, size_t node, const CallOptions& call,
+                    std::function<void(Status, pb::Response*)> done);
+  // Fails `done` (on the I/O thread) without sending anything.
+  void FailLater(Status s, std::function<void(Status, pb::Response*)> done);
+  bool OnIoThread() const { return std::this_thread::get_id() == io_thread_id_; }
+  size_t NodeIndex(std::string_view endpoint);  // adds the node if unknown (I/O thread)
+  const std::vector<Endpoint>& seeds() const { return seeds_; }
+  asio::io_context& io() { return io_; }
+
+  // --- I/O thread only ---
+  void Dispatch(const CallPtr& call);
+  void Finish(const CallPtr& call, Status s, pb::Response* resp);
+  void OnConnFailed(Conn* conn, const std::string& why);
+  void Retry(const CallPtr& call, const std::string& why);
+
+  const ClientOptions options_;
+
+ private:
+  friend struct Conn;
+  void Sweep();
+
+  std::vector<Endpoint> seeds_;
+  asio::io_context io_{1};
+  asio::executor_work_guard<asio::io_context::executor_type> work_{io_.get_executor()};
+  std::thread::id io_thread_id_;
+  std::atomic<uint64_t> next_id_{1};
+  asio::steady_timer sweep_timer_{io_};
+  // I/O thread state.
+  std::vector<Endpoint> nodes_;                           // seeds, then nodes learned later
+  std::vector<std::vector<std::unique_ptr<Conn>>> pools_;  // per node
+  std::vector<size_t> rr_;                                // round-robin cursor per node
+  std::unordered_map<uint64_t, CallPtr> calls_;           // every unfinished call
+  std::multimap<Clock::time_point, Call*> deadlines_;
+  bool closing_ = false;
+  std::thread thread_;
+};
+
+namespace {
+
+// One TCP connection to one node. Requests are written as they come (pipelined) and
+// replies matched by id. On any socket error every call on it is handed back to Impl.
+struct Conn {
+  Conn(Client::Impl* impl, Endpoint ep)
+      : impl(impl), endpoint(std::move(ep)), socket(impl->io()), resolver(impl->io()),
+        connect_timer(impl->io()) {}
+
+  enum class State { kIdle, kConnecting, kReady };
+
+  void Enqueue(const CallPtr& call) {
+    call->conn = this;
+    if (state == State::kReady && inflight.size() < static_cast<size_t>(impl->options_.max_inflight_per_connection)) {
+      Send(call);
+    } else {
+      waiting.push_back(call);
+      if (state == State::kIdle) Connect();
+    }
+  }
+
+  void Send(const CallPtr& call) {
+    inflight.emplace(call->id, call);
+    call->sent = true;
+    AppendRequestFrame(call->request, &out);
+    if (!writing) StartWrite();
+  }
+
+  void Connect() {
+    state = State::kConnecting;
+    connect_timer.expires_after(impl->options_.connect_timeout);
+    connect_timer.async_wait([this, gen = generation](asio::error_code ec) {
+      if (ec || gen != generation || state != State::kConnecting) return;
+      Fail("connect to " + endpoint.ToString() + " timed out");
+    });
+    resolver.async_resolve(endpoint.host, std::to_string(endpoint.port),
+                           [this, gen = generation](asio::error_code ec, tcp::resolver::results_type results) {
+                             if (gen != generation) return;
+                             if (ec) return Fail("resolve " + endpoint.host + ": " + ec.message());
+                             asio::async_connect(socket, results, [this, gen](asio::error_code ec2, const tcp::endpoint&) {
+                               if (gen != generation) return;
+                               if (ec2) return Fail("connect to " + endpoint.ToString() + ": " + ec2.message());
+                               connect_timer.cancel();
+                               asio::error_code ignored;
+                               socket.set_option(tcp::no_delay(true), ignored);
+                               state = State::kReady;
+                               failures = 0;
+                               StartRead();
+                               Pump();
+                             });
+                           });
+  }
+
+  // Moves waiting calls into flight while under the cap.
+  void Pump() {
+    size_t cap = static_cast<size_t>(impl->options_.max_inflight_per_connection);
+    while (state == State::kReady && !waiting.empty() && inflight.size() < cap) {
+      CallPtr c = std::move(waiting.front());
+      waiting.pop_front();
+      if (!c->finished) Send(c);
+    }
+  }
+
+  void StartWrite() {
+    writing = true;
+    writing_buf.swap(out);
+    asio::async_write(socket, asio::buffer(writing_buf), [this, gen = generation](asio::error_code ec, size_t) {
+      if (gen != generation) return;
+      writing = false;
+      writing_buf.clear();
+      if (ec) return Fail("write to " + endpoint.ToString() + ": " + ec.message());
+      if (!out.empty()) StartWrite();
+    });
+  }
+
+  void StartRead() {
+    socket.async_read_some(asio::buffer(read_buf), [this, gen = generation](asio::error_code ec, size_t n) {
+      if (gen != generation) return;
+      if (ec) return Fail("connection to " + endpoint.ToString() + " lost: " + ec.message());
+      reader.Feed(std::string_view(read_buf.data(), n));
+      for (;;) {
+        auto frame = reader.Next();
+        if (!frame.ok()) return Fail("reply from " + endpoint.ToString() + ": " + frame.status().message());
+        if (!frame->has_value()) break;
+        pb::Response resp;
+        if (!resp.ParseFromArray((*frame)->data(), static_cast<int>((*frame)->size()))) {
+          return Fail("undecodable reply from " + endpoint.ToString());
+        }
+        if (resp.id() == 0) {
+          // A connection-level error (e.g. Busy at the connection limit): the node is
+          // about to close the connection; remember why for the calls on it.
+          last_error = StatusFromResponse(resp);
+          continue;
+        }
+        auto it = inflight.find(resp.id());
+        if (it == inflight.end()) continue;  // its call already timed out
+        CallPtr call = std::move(it->second);
+        inflight.erase(it);
+        impl->Finish(call, StatusFromResponse(resp), &resp);
+      }
+      Pump();
+      if (state == State::kReady) StartRead();
+    });
+  }
+
+  // Tears the connection down; its calls go back to Impl for retry or failure.
+  void Fail(const std::string& why) {
+    if (state == State::kIdle) return;
+    ++generation;  // orphan every handler still pending on the old socket
+    asio::error_code ec;
+    socket.close(ec);
+    connect_timer.cancel();
+    resolver.cancel();
+    state = State::kIdle;
+    out.clear();
+    writing = false;
+    writing_buf.clear();
+    reader = FrameReader();
+    ++failures;
+    std::string reason = last_error.ok() ? why : last_error.ToString();
+    last_error = Status::OK();
+    std::vector<CallPtr> calls;
+    for (auto& [id, c] : inflight) calls.push_back(std::move(c));
+    for (auto& c : waiting) calls.push_back(std::move(c));
+    inflight.clear();
+    waiting.clear();
+    socket = tcp::socket(impl->io());
+    for (auto& c : calls) {
+      c->conn = nullptr;
+      if (!c->finished) impl->Retry(c, reason);
+    }
+  }
+
+  void Forget(uint64_t id) { inflight.erase(id); }
+
+  Client::Impl* impl;
+  Endpoint endpoint;
+  tcp::socket socket;
+  tcp::resolver resolver;
+  asio::steady_timer connect_timer;
+  State state = State::kIdle;
+  uint64_t generation = 0;
+  int failures = 0;  // consecutive; drives backoff
+  Status last_error;
+  std::unordered_map<uint64_t, CallPtr> inflight;
+  std::deque<CallPtr> waiting;
+  std::string out, writing_buf;
+  bool writing = false;
+  std::array<char, kReadChunk> read_buf{};
+  FrameReader reader;
+};
+
+}  // namespace
+
+Client::Impl::Impl(ClientOptions options, std::vector<Endpoint> seeds)
+    : options_(std::move(options)), seeds_(std::move(seeds)) {
+  for (const auto& s : seeds_) {
+    nodes_.push_back(s);
+    pools_.emplace_back();
+    for (int i = 0; i < options_.connections_per_node; ++i) pools_.back().push_back(std::make_unique<Conn>(this, s));
+    rr_.push_back(0);
+  }
+  std::promise<void> started;
+  thread_ = std::thread([this, &started] {
+    io_thread_id_ = std::this_thread::get_id();
+    started.set_value();
+    io_.run();
+  });
+  started.get_future().wait();
+  asio::post(io_, [this] { Sweep(); });
+}
+
+Client::Impl::~Impl() {
+  std::promise<void> drained;
+  asio::post(io_, [this, &drained] {
+    closing_ = true;
+    sweep_timer_.cancel();
+    std::vector<CallPtr> all;
+    for (auto& [id, c] : calls_) all.push_back(c);
+    for (auto& c : all) Finish(c, Status::Unavailable("client closed"), nullptr);
+    for (auto& pool : pools_) {
+      for (auto& conn : pool) {
+        ++conn->generation;
+        asio::error_code ec;
+        conn->socket.close(ec);
+        conn->connect_timer.cancel();
+        conn->resolver.cancel();
+      }
+    }
+    drained.set_value();
+  });
+  drained.get_future().wait();
+  work_.reset();
+  io_.stop();
+  thread_.join();
+}
+
+size_t Client::Impl::NodeIndex(std::string_view endpoint) {
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    if (nodes_[i].ToString() == endpoint) return i;
+  }
+  auto ep = ParseEndpoint(endpoint);
+  if (!ep.ok()) return 0;
+  nodes_.push_back(*ep);
+  pools_.emplace_back();
+  for (int i = 0; i < options_.connections_per_node; ++i) pools_.back().push_back(std::make_unique<Conn>(this, *ep));
+  rr_.push_back(0);
+  return nodes_.size() - 1;
+}
+
+namespace {
+CallPtr MakeCall(uint64_t id, pb::Request req, bool mutation, Clock::time_point deadline,
+                 std::function<void(Status, pb::Response*)> done) {
+  auto call = std::make_shared<Call>();
+  call->id = id;
+  req.set_id(id);
+  call->request = std::move(req);
+  call->mutation = mutation;
+  call->done = std::move(done);
+  call->deadline = deadline;
+  return call;
+}
+}  // namespace
+
+void Client::Impl::SubmitPinned(pb::Request req, size_t node, const CallOptions& opts,
+                                std::function<void(Status, pb::Response*)> done) {
+  auto timeout = opts.timeout.count() > 0 ? opts.timeout : options_.default_timeout;
+  auto call = MakeCall(next_id_.fetch_add(1), std::move(req), false, Clock::now() + timeout, std::move(done));
+  call->node = node;
+  call->pinned = true;
+  if (closing_) return Finish(call, Status::Unavailable("client closed"), nullptr);
+  calls_.emplace(call->id, call);
+  call->deadline_it = deadlines_.emplace(call->deadline, call.get());
+  call->registered = true;
+  Dispatch(call);
+}
+
+void Client::Impl::Submit(pb::Request req, bool mutation, const CallOptions& opts,
+                          std::function<void(Status, pb::Response*)> done) {
+  auto timeout = opts.timeout.count() > 0 ? opts.timeout : options_.default_timeout;
+  auto call = MakeCall(next_id_.fetch_add(1, std::memory_order_relaxed), std::move(req), mutation,
+                       Clock::now() + timeout, std::move(done));
+  asio::post(io_, [this, call = std::move(call)] {
+    if (closing_) return Finish(call, Status::Unavailable("client closed"), nullptr);
+    calls_.emplace(call->id, call);
+    call->deadline_it = deadlines_.emplace(call->deadline, call.get());
+    call->registered = true;
+    Dispatch(call);
+  });
+}
+
+void Client::Impl::FailLater(Status s, std::function<void(Status, pb::Response*)> done) {
+  asio::post(io_, [s = std::move(s), done = std::move(done)] { done(s, nullptr); });
+}
+
+void Client::Impl::Dispatch(const CallPtr& call) {
+  auto& pool = pools_[call->node];
+  Conn* conn = pool[rr_[call->node]++ % pool.size()].get();
+  conn->Enqueue(call);
+}
+
+void Client::Impl::Retry(const CallPtr& call, const std::string& why) {
+  if (call->finished || closing_) return;
+  // A mutation whose bytes reached a socket may have been applied: without the node's
+  // exactly-once table (it arrives with replication) a resend could apply it twice, so
+  // report the uncertainty instead of guessing.
+  if (call->mutation && call->sent) {
+    return Finish(call, Status::Unavailable(why + "; the write may or may not have been applied"), nullptr);
+  }
+  ++call->attempts;
+  if (!call->pinned && nodes_.size() > 1) call->node = (call->node + 1) % nodes_.size();
+  // Back off a little more after each failure so a dead node is not hammered.
+  auto delay = std::chrono::milliseconds(std::min(10 * (1 << std::min(call->attempts, 5)), 250));
+  if (Clock::now() + delay >= call->deadline) {
+    return Finish(call, Status::Unavailable(why), nullptr);
+  }
+  auto timer = std::make_shared<asio::steady_timer>(io_, delay);
+  timer->async_wait([this, call, timer](asio::error_code) {
+    if (!call->finished && !closing_) Dispatch(call);
+  });
+}
+
+void Client::Impl::Finish(const CallPtr& call, Status s, pb::Response* resp) {
+  if (call->finished) return;
+  call->finished = true;
+  if (call->registered) {
+    calls_.erase(call->id);
+    deadlines_.erase(call->deadline_it);
+  }
+  if (call->conn) call->conn->Forget(call->id);
+  auto done = std::move(call->done);
+  done(std::move(s), resp);
+}
+
+void Client::Impl::Sweep() {
+  auto now = Clock::now();
+  while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
+    Call* raw = deadlines_.begin()->second;
+    CallPtr call = calls_.at(raw->id);
+    std::string what = call->mutation ? "; the write may or may not have been applied" : "";
+    Finish(call, Status::Timeout("no reply within the deadline" + what), nullptr);
+  }
+  sweep_timer_.expires_after(kSweepInterval);
+  sweep_timer_.async_wait([this](asio::error_code ec) {
+    if (!ec && !closing_) Sweep();
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// Public API.
+
+namespace {
+
+// Runs an asynchronous call and waits for it. Refuses to block the I/O thread.
+template <typename Start>
+Status Blocking(Client::Impl* impl, Start&& start) {
+  if (impl->OnIoThread()) {
+    return Status::InvalidArgument("blocking call made from a ring::Client callback; use the Async variant");
+  }
+  std::promise<Status> p;
+  auto f = p.get_future();
+  start([&p](Status s) { p.set_value(std::move(s)); });
+  return f.get();
+}
+
+}  // namespace
+
+Status Client::Open(const ClientOptions& options, std::unique_ptr<Client>* client) {
+  if (options.seeds.empty()) return Status::InvalidArgument("ClientOptions.seeds is empty: give at least one HOST:PORT");
+  std::vector<Endpoint> seeds;
+  for (const auto& s : options.seeds) {
+    auto ep = ParseEndpoint(s);
+    if (!ep.ok()) return ep.status().WithContext("ClientOptions.seeds");
+    seeds.push_back(*ep);
+  }
+  if (options.connections_per_node < 1 || options.connections_per_node > 1024) {
+    return Status::InvalidArgument("ClientOptions.connections_per_node must be from 1 to 1024");
+  }
+  if (options.max_inflight_per_connection < 1) {
+    return Status::InvalidArgument("ClientOptions.max_inflight_per_connection must be at least 1");
+  }
+  if (options.default_timeout.count() <= 0 || options.connect_timeout.count() <= 0) {
+    return Status::InvalidArgument("ClientOptions timeouts must be positive");
+  }
+  client->reset(new Client(std::make_unique<Impl>(options, std::move(seeds))));
+  return Status::OK();
+}
+
+Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Client::~Client() = default;
+
+void Client::GetAsync(std::string_view key, std::function<void(Status, std::string)> done, const CallOptions& call) {
+  Status s = CheckKey(key);
+  auto cb = [done = std::move(done)](Status st, pb::Response* r) {
+    std::string v;
+    if (st.ok() && r) v = std::move(*r->mutable_get()->mutable_value());
+    done(std::move(st), std::move(v));
+  };
+  if (!s.ok()) return impl_->FailLater(std::move(s), std::move(cb));
+  pb::Request req;
+  req.mutable_get()->set_key(key.data(), key.size());
+  impl_->Submit(std::move(req), false, call, std::move(cb));
+}
+
+void Client::PutAsync(std::string_view key, std::string_view value, StatusCallback done, const CallOptions& call) {
+  Status s = CheckKey(key);
+  if (s.ok()) s = CheckValue(value);
+  auto cb = [done = std::move(done)](Status st, pb::Response*) { done(std::move(st)); };
+  if (!s.ok()) return impl_->FailLater(std::move(s), std::move(cb));
+  pb::Request req;
+  req.mutable_put()->set_key(key.data(), key.size());
+  req.mutable_put()->set_value(value.data(), value.size());
+  impl_->Submit(std::move(req), true, call, std::move(cb));
+}
+
+void Client::DeleteAsync(std::string_view key, std::function<void(Status, bool)> done, const CallOptions& call) {
+  Status s = CheckKey(key);
+  auto cb = [done = std::move(done)](Status st, pb::Response* r) {
+    bool existed = st.ok() && r && r->del().existed();
+    done(std::move(st), existed);
+  };
+  if (!s.ok()) return impl_->FailLater(std::move(s), std::move(cb));
+  pb::Request req;
+  req.mutable_del()->set_key(key.data(), key.size());
+  impl_->Submit(std::move(req), true, call, std::move(cb));
+}
+
+void Client::CompareAndSetAsync(std::string_view key, std::optional<std::string_view> expected, std::string_view value,
+                                std::function<void(Status, CasResult)> done, const CallOptions& call) {
+  Status s = CheckKey(key);
+  if (s.ok()) s = CheckValue(value);
+  auto cb = [done = std::move(done)](Status st, pb::Response* r) {
+    CasResult out;
+    if (st.ok() && r) {
+      out.swapped = r->cas().swapped();
+      if (!out.swapped && r->cas().current_present()) out.current = std::move(*r->mutable_cas()->mutable_current());
+    }
+    done(std::move(st), std::move(out));
+  };
+  if (!s.ok()) return impl_->FailLater(std::move(s), std::move(cb));
+  pb::Request req;
+  auto* cas = req.mutable_cas();
+  cas->set_key(key.data(), key.size());
+  cas->set_value(value.data(), value.size());
+  if (expected) cas->set_expected(expected->data(), expected->size());
+  else cas->set_expect_absent(true);
+  impl_->Submit(std::move(req), true, call, std::move(cb));
+}
+
+void Client::BatchGetAsync(const std::vector<std::string>& keys,
+                           std::function<void(Status, std::vector<std::optional<std::string>>)> done,
+                           const CallOptions& call) {
+  Status s = CheckBatchSize(keys.size());
+  for (size_t i = 0; s.ok() && i < keys.size(); ++i) s = CheckKey(keys[i]).WithContext("key " + std::to_string(i));
+  size_t n = keys.size();
+  auto cb = [done = std::move(done), n](Status st, pb::Response* r) {
+    std::vector<std::optional<std::string>> values;
+    if (st.ok() && r) {
+      auto* entries = r->mutable_batch_get()->mutable_entries();
+      if (static_cast<size_t>(entries->size()) != n) {
+        st = Status::Corruption("BatchGet reply has " + std::to_string(entries->size()) + " entries for " +
+                                std::to_string(n) + " keys");
+      } else {
+        values.reserve(n);
+        for (auto& e : *entries) {
+          if (e.found()) values.emplace_back(std::move(*e.mutable_value()));
+          else values.emplace_back();
+        }
+      }
+    }
+    done(std::move(st), std::move(values));
+  };
+  if (!s.ok()) return impl_->FailLater(std::move(s), std::move(cb));
+  pb::Request req;
+  for (const auto& k : keys) req.mutable_batch_get()->add_keys(k);
+  impl_->Submit(std::move(req), false, call, std::move(cb));
+}
+
+void Client::BatchPutAsync(const std::vector<std::pair<std::string, std::string>>& pairs, StatusCallback done,
+                           const CallOptions& call) {
+  Status s = CheckBatchSize(pairs.size());
+  size_t bytes = 0;
+  for (size_t i = 0; s.ok() && i < pairs.size(); ++i) {
+    s = CheckKey(pairs[i].first);
+    if (s.ok()) s = CheckValue(pairs[i].second);
+    s = s.WithContext("pair " + std::to_string(i));
+    bytes += pairs[i].first.size() + pairs[i].second.size() + 16;
+  }
+  if (s.ok() && bytes > kMaxFrameBytes) {
+    s = Status::InvalidArgument("batch of about " + std::to_string(bytes) + " bytes exceeds the " +
+                                std::to_string(kMaxFrameBytes) + "-byte frame limit; split it");
+  }
+  auto cb = [done = std::move(done)](Status st, pb::Response*) { done(std::move(st)); };
+  if (!s.ok()) return impl_->FailLater(std::move(s), std::move(cb));
+  pb::Request req;
+  for (const auto& [k, v] : pairs) {
+    auto* kv = req.mutable_batch_put()->add_pairs();
+    kv->set_key(k);
+    kv->set_value(v);
+  }
+  impl_->Submit(std::move(req), true, call, std::move(cb));
+}
+
+Status Client::Get(std::string_view key, std::string* value, const CallOptions& call) {
+  return Blocking(impl_.get(), [&](auto finish) {
+    GetAsync(key, [value, finish](Status s, std::string v) {
+      if (s.ok()) *value = std::move(v);
+      finish(std::move(s));
+    }, call);
+  });
+}
+
+Status Client::Put(std::string_view key, std::string_view value, const CallOptions& call) {
+  return Blocking(impl_.get(), [&](auto finish) { PutAsync(key, value, finish, call); });
+}
+
+Status Client::Delete(std::string_view key, bool* existed, const CallOptions& call) {
+  return Blocking(impl_.get(), [&](auto finish) {
+    DeleteAsync(key, [existed, finish](Status s, bool e) {
+      if (existed) *existed = e;
+      finish(std::move(s));
+    }, call);
+  });
+}
+
+Status Client::CompareAndSet(std::string_view key, std::optional<std::string_view> expected, std::string_view value,
+                             CasResult* result, const CallOptions& call) {
+  return Blocking(impl_.get(), [&](auto finish) {
+    CompareAndSetAsync(key, expected, value, [result, finish](Status s, CasResult r) {
+      if (result) *result = std::move(r);
+      finish(std::move(s));
+    }, call);
+  });
+}
+
+Status Client::BatchGet(const std::vector<std::string>& keys, std::vector<std::optional<std::string>>* values,
+                        const CallOptions& call) {
+  return Blocking(impl_.get(), [&](auto finish) {
+    BatchGetAsync(keys, [values, finish](Status s, std::vector<std::optional<std::string>> v) {
+      if (s.ok()) *values = std::move(v);
+      finish(std::move(s));
+    }, call);
+  });
+}
+
+Status Client::BatchPut(const std::vector<std::pair<std::string, std::string>>& pairs, const CallOptions& call) {
+  return Blocking(impl_.get(), [&](auto finish) { BatchPutAsync(pairs, finish, call); });
+}
+
+Status Client::Ping(const CallOptions& call) {
+  return Blocking(impl_.get(), [&](auto finish) {
+    pb::Request req;
+    req.mutable_ping();
+    impl_->Submit(std::move(req), false, call, [finish](Status s, pb::Response*) { finish(std::move(s)); });
+  });
+}
+
+Status Client::NodeStatus(std::string_view endpoint, NodeInfo* info, const CallOptions& call) {
+  if (!endpoint.empty()) {
+    auto ep = ParseEndpoint(endpoint);
+    if (!ep.ok()) return ep.status();
+  }
+  return Blocking(impl_.get(), [&](auto finish) {
+    std::string target(endpoint);
+    asio::post(impl_->io(), [this, target, info, finish, call]() mutable {
+      pb::Request req;
+      req.mutable_node_status();
+      size_t node = target.empty() ? 0 : impl_->NodeIndex(target);
+      impl_->SubmitPinned(std::move(req), node, call, [info, finish](Status s, pb::Response* r) {
+        if (s.ok() && r) {
+          const auto& ns = r->node_status();
+          *info = NodeInfo{ns.node_id(), ns.version(), ns.listen(), ns.uptime_ms(), ns.sync_policy(),
+                           ns.shard_count(), ns.connections(), ns.requests_served(), ns.keys_estimate(),
+                           ns.disk_bytes(), ns.disk_ok(), ns.disk_error()};
+        }
+        finish(std::move(s));
+      });
+    });
+  });
+}
+
+}  // namespace ring

@@ -1,1 +1,211 @@
-// placeholder
+#include "server/config.h"
+
+#include <CLI/CLI.hpp>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <toml++/toml.h>
+
+namespace ring::server {
+
+const char* SyncPolicyName(SyncPolicy p) { return p == SyncPolicy::kSync ? "sync" : "async"; }
+
+namespace {
+
+const char* const kLogLevels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
+
+Status ParseSyncPolicy(std::string_view s, SyncPolicy* out) {
+  if (s == "sync") *out = SyncPolicy::kSync;
+  else if (s == "async") *out = SyncPolicy::kAsync;
+  else return Status::InvalidArgument("sync_policy must be \"sync\" or \"async\", not \"" + std::string(s) + "\"");
+  return Status::OK();
+}
+
+Status ParseMetricsListen(std::string_view s, Config* c) {
+  if (s == "off") {
+    c->metrics_enabled = false;
+    return Status::OK();
+  }
+  ASSIGN_OR_RETURN(c->metrics_listen, ParseEndpoint(s, /*allow_port_zero=*/true));
+  c->metrics_enabled = true;
+  return Status::OK();
+}
+
+Status CheckLogLevel(const std::string& s) {
+  for (const char* l : kLogLevels) {
+    if (s == l) return Status::OK();
+  }
+  return Status::InvalidArgument("log_level must be one of trace, debug, info, warn, error, critical, off; not \"" + s + "\"");
+}
+
+// Reads an integer setting in [lo, hi].
+Status ReadUint(const toml::node& node, std::string_view key, uint32_t lo, uint32_t hi,
+                uint32_t* out) {
+  auto v = node.value<int64_t>();
+  if (!node.is_integer() || !v) return Status::InvalidArgument(std::string(key) + " must be an integer");
+  if (*v < lo || *v > hi) {
+    return Status::InvalidArgument(std::string(key) + " must be from " + std::to_string(lo) +
+                                   " to " + std::to_string(hi) + ", not " + std::to_string(*v));
+  }
+  *out = static_cast<uint32_t>(*v);
+  return Status::OK();
+}
+
+Status ReadString(const toml::node& node, std::string_view key, std::string* out) {
+  if (!node.is_string()) return Status::InvalidArgument(std::string(key) + " must be a string");
+  *out = *node.value<std::string>();
+  return Status::OK();
+}
+
+}  // namespace
+
+Status ApplyToml(std::string_view toml_text, const std::string& origin, Config* c) {
+  toml::table table;
+  try {
+    table = toml::parse(toml_text, origin);
+  } catch (const toml::parse_error& e) {
+    const auto& at = e.source().begin;
+    return Status::InvalidArgument(origin + ":" + std::to_string(at.line) + ":" +
+                                   std::to_string(at.column) + ": " + std::string(e.description()));
+  }
+  for (const auto& [k, node] : table) {
+    std::string key(k.str());
+    Status s;
+    if (key == "node_id") s = ReadString(node, key, &c->node_id);
+    else if (key == "listen" || key == "metrics_listen" || key == "sync_policy" ||
+             key == "data_dir" || key == "log_level") {
+      std::string v;
+      s = ReadString(node, key, &v);
+      if (s.ok()) {
+        if (key == "listen") {
+          auto ep = ParseEndpoint(v, true);
+          if (ep.ok()) c->listen = *ep; else s = ep.status();
+        } else if (key == "metrics_listen") {
+          s = ParseMetricsListen(v, c);
+        } else if (key == "sync_policy") {
+          s = ParseSyncPolicy(v, &c->sync_policy);
+        } else if (key == "data_dir") {
+          c->data_dir = v;
+        } else {
+          c->log_level = v;
+          s = CheckLogLevel(v);
+        }
+      }
+    } else if (key == "max_connections") s = ReadUint(node, key, 1, 1000000, &c->max_connections);
+    else if (key == "idle_timeout_s") s = ReadUint(node, key, 0, 86400 * 7, &c->idle_timeout_s);
+    else if (key == "max_inflight_per_connection") s = ReadUint(node, key, 1, 1000000, &c->max_inflight_per_connection);
+    else if (key == "shard_count") s = ReadUint(node, key, 1, 65536, &c->shard_count);
+    else if (key == "block_cache_mb") s = ReadUint(node, key, 1, 1 << 20, &c->block_cache_mb);
+    else if (key == "reserve_disk_mb") s = ReadUint(node, key, 0, 1 << 20, &c->reserve_disk_mb);
+    else if (key == "shutdown_grace_s") s = ReadUint(node, key, 0, 3600, &c->shutdown_grace_s);
+    else s = Status::InvalidArgument("unknown setting \"" + key + "\"");
+    if (!s.ok()) {
+      const auto& at = node.source().begin;
+      return s.WithContext(origin + ":" + std::to_string(at.line));
+    }
+  }
+  return Status::OK();
+}
+
+Status Validate(const Config& c) {
+  if (c.data_dir.empty()) return Status::InvalidArgument("data_dir must not be empty");
+  if (c.listen.port == 0 && !c.node_id.empty() && c.node_id == c.listen.ToString()) {
+    return Status::InvalidArgument("node_id cannot be derived from a listen port of 0");
+  }
+  if (c.metrics_enabled && c.metrics_listen.port != 0 && c.metrics_listen == c.listen) {
+    return Status::InvalidArgument("metrics_listen must differ from listen (" + c.listen.ToString() + ")");
+  }
+  return CheckLogLevel(c.log_level);
+}
+
+ParsedCommandLine ParseCommandLine(int argc, const char* const* argv) {
+  ParsedCommandLine r;
+  CLI::App app{"ringd: a ringstore node. Serves clients and peers on --listen, and Prometheus\n"
+               "metrics plus /health on --metrics-listen. Flags override the --config file."};
+  app.set_version_flag("--version", "ringd 0.1.0");
+  // A flag given twice takes its last value, as scripts that append overrides expect.
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  std::string config_file, listen, metrics_listen, data_dir, sync_policy, log_level, node_id;
+  std::map<std::string, uint32_t> ints;
+  app.add_option("--config", config_file, "TOML file with settings (keys are the flag names in snake_case)");
+  app.add_option("--node-id", node_id, "Name of this node (default: the listen address)");
+  app.add_option("--listen", listen, "HOST:PORT for clients and peers (default 127.0.0.1:7001; port 0 = any)");
+  app.add_option("--metrics-listen", metrics_listen, "HOST:PORT for /metrics and /health, or \"off\" (default 127.0.0.1:9101)");
+  app.add_option("--data-dir", data_dir, "Directory for the node's data (default ./ringd-data)");
+  app.add_option("--sync-policy", sync_policy, "sync: fsync before acknowledging a write (default); async: no fsync, a crash can lose recent acknowledged writes");
+  app.add_option("--log-level", log_level, "trace, debug, info (default), warn, error, critical, off");
+  struct IntFlag { const char* flag; const char* key; const char* help; };
+  const IntFlag int_flags[] = {
+      {"--max-connections", "max_connections", "Connections served at once; more get Busy and are closed (default 10000)"},
+      {"--idle-timeout-s", "idle_timeout_s", "Close connections idle this long; 0 = never (default 300)"},
+      {"--max-inflight-per-connection", "max_inflight_per_connection", "Requests in flight per connection before the node stops reading it (default 1024)"},
+      {"--shard-count", "shard_count", "Shards the hash space is split into (default 64)"},
+      {"--block-cache-mb", "block_cache_mb", "RocksDB block cache size (default 128)"},
+      {"--reserve-disk-mb", "reserve_disk_mb", "Refuse writes while free disk space is below this (default 192)"},
+      {"--shutdown-grace-s", "shutdown_grace_s", "On SIGTERM, wait this long for in-flight requests (default 10)"},
+  };
+  for (const auto& f : int_flags) {
+    app.add_option(f.flag, ints[f.key], f.help);
+  }
+  std::string ready_file;
+  app.add_option("--ready-file", ready_file, "Write \"listen=HOST:PORT\\nmetrics=HOST:PORT\\n\" here once serving (for scripts and tests)");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    std::ostringstream out, err;
+    r.exit_code = app.exit(e, out, err);
+    r.output = out.str() + err.str();
+    return r;
+  }
+
+  Config c;
+  if (!config_file.empty()) {
+    std::ifstream in(config_file);
+    if (!in) {
+      r.exit_code = 2;
+      r.output = "ringd: cannot read config file " + config_file + ": " + std::strerror(errno) + "\n";
+      return r;
+    }
+    std::stringstream text;
+    text << in.rdbuf();
+    Status s = ApplyToml(text.str(), config_file, &c);
+    if (!s.ok()) {
+      r.exit_code = 2;
+      r.output = "ringd: invalid config: " + s.message() + "\n";
+      return r;
+    }
+  }
+  // Flags override the file. Only flags actually given are applied.
+  auto given = [&](const char* flag) { return app.count(flag) > 0; };
+  Status s;
+  if (given("--node-id")) c.node_id = node_id;
+  if (s.ok() && given("--listen")) {
+    auto ep = ParseEndpoint(listen, true);
+    if (ep.ok()) c.listen = *ep; else s = ep.status().WithContext("--listen");
+  }
+  if (s.ok() && given("--metrics-listen")) s = ParseMetricsListen(metrics_listen, &c).WithContext("--metrics-listen");
+  if (s.ok() && given("--data-dir")) c.data_dir = data_dir;
+  if (s.ok() && given("--sync-policy")) s = ParseSyncPolicy(sync_policy, &c.sync_policy).WithContext("--sync-policy");
+  if (s.ok() && given("--log-level")) c.log_level = log_level;
+  for (const auto& f : int_flags) {
+    if (!s.ok() || !given(f.flag)) continue;
+    // Reuse the TOML range checks so a flag and a file key accept exactly the same values.
+    std::string snippet = std::string(f.key) + " = " + std::to_string(ints[f.key]);
+    s = ApplyToml(snippet, f.flag, &c);
+    if (!s.ok()) s = Status::InvalidArgument(s.message().substr(s.message().find(": ") + 2)).WithContext(f.flag);
+  }
+  c.ready_file = ready_file;
+  if (s.ok()) s = Validate(c);
+  if (!s.ok()) {
+    r.exit_code = 2;
+    r.output = "ringd: invalid configuration: " + s.message() + "\n";
+    return r;
+  }
+  if (c.node_id.empty()) c.node_id = c.listen.ToString();
+  r.run = true;
+  r.config = std::move(c);
+  return r;
+}
+
+}  // namespace ring::server

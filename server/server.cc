@@ -1,1 +1,224 @@
-// placeholder
+#include "server/server.h"
+
+#include <spdlog/spdlog.h>
+
+#include "common/asio.h"
+#include <unordered_map>
+
+#include "proto/ring.pb.h"
+#include "proto/wire.h"
+#include "server/commit_pipeline.h"
+#include "server/connection.h"
+#include "server/http.h"
+#include "server/metrics.h"
+#include "server/service.h"
+#include "storage/engine.h"
+
+namespace ring::server {
+
+namespace {
+
+Result<asio::ip::tcp::acceptor> Listen(asio::io_context& io, const Endpoint& ep, const char* what) {
+  asio::error_code ec;
+  auto addr = asio::ip::make_address(ep.host, ec);
+  if (ec) {
+    // Accept host names too (e.g. "localhost") by resolving them once.
+    asio::ip::tcp::resolver resolver(io);
+    auto results = resolver.resolve(ep.host, std::to_string(ep.port), ec);
+    if (ec || results.empty()) {
+      return Status::InvalidArgument(std::string(what) + " " + ep.ToString() + ": cannot resolve host: " + ec.message());
+    }
+    addr = results.begin()->endpoint().address();
+  }
+  asio::ip::tcp::acceptor acceptor(io);
+  asio::ip::tcp::endpoint endpoint(addr, ep.port);
+  acceptor.open(endpoint.protocol(), ec);
+  if (!ec) acceptor.set_option(asio::ip::tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acceptor.bind(endpoint, ec);
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return Status::IOError(std::string(what) + " " + ep.ToString() + ": " + ec.message());
+  return acceptor;
+}
+
+std::string BoundAddress(const asio::ip::tcp::acceptor& a) {
+  auto ep = a.local_endpoint();
+  Endpoint out{ep.address().to_string(), ep.port()};
+  return out.ToString();
+}
+}  // namespace
+
+struct Server::Impl {
+  Config config;
+  asio::io_context io{1};
+  std::unique_ptr<storage::Engine> engine;
+  Metrics metrics;
+  std::unique_ptr<CommitPipeline> pipeline;
+  NodeContext node;
+  std::optional<asio::ip::tcp::acceptor> acceptor;
+  std::unique_ptr<HttpServer> http;
+  std::string listen_address, metrics_address;
+  std::unordered_map<Connection*, std::shared_ptr<Connection>> connections;
+  asio::signal_set signals{io, SIGINT, SIGTERM};
+  asio::steady_timer grace{io};
+  bool stopping = false;
+
+  asio::awaitable<void> AcceptLoop();
+  void BeginShutdown();
+  void MaybeStopIo();
+  HttpReply HandleHttp(const std::string& path);
+};
+
+Result<std::unique_ptr<Server>> Server::Create(Config config) {
+  auto impl = std::make_unique<Impl>();
+  impl->config = std::move(config);
+  const Config& c = impl->config;
+
+  storage::EngineOptions eo;
+  eo.dir = c.data_dir;
+  eo.block_cache_bytes = size_t{c.block_cache_mb} << 20;
+  eo.reserve_disk_bytes = uint64_t{c.reserve_disk_mb} << 20;
+  ASSIGN_OR_RETURN(impl->engine, storage::Engine::Open(eo));
+
+  ASSIGN_OR_RETURN(auto acceptor, Listen(impl->io, c.listen, "listen"));
+  impl->acceptor.emplace(std::move(acceptor));
+  impl->listen_address = BoundAddress(*impl->acceptor);
+  if (c.metrics_enabled) {
+    ASSIGN_OR_RETURN(auto macc, Listen(impl->io, c.metrics_listen, "metrics_listen"));
+    impl->metrics_address = BoundAddress(macc);
+    Impl* raw = impl.get();
+    impl->http = std::make_unique<HttpServer>(impl->io, std::move(macc),
+                                              [raw](const std::string& p) { return raw->HandleHttp(p); });
+  }
+
+  impl->pipeline = std::make_unique<CommitPipeline>(impl->engine.get(), c.sync_policy == SyncPolicy::kSync,
+                                                    &impl->metrics);
+  impl->node.config = &impl->config;
+  impl->node.engine = impl->engine.get();
+  impl->node.pipeline = impl->pipeline.get();
+  impl->node.metrics = &impl->metrics;
+  impl->node.shards = ShardRanges::Uniform(c.shard_count);
+  impl->node.listen_address = impl->listen_address;
+  return std::unique_ptr<Server>(new Server(std::move(impl)));
+}
+
+Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Server::~Server() {
+  if (impl_ && impl_->pipeline) impl_->pipeline->Stop();
+}
+
+std::string Server::listen_address() const { return impl_->listen_address; }
+std::string Server::metrics_address() const { return impl_->metrics_address; }
+
+void Server::RequestStop() {
+  asio::post(impl_->io, [impl = impl_.get()] { impl->BeginShutdown(); });
+}
+
+asio::awaitable<void> Server::Impl::AcceptLoop() {
+  for (;;) {
+    auto [ec, socket] = co_await acceptor->async_accept(kUseTuple);
+    if (stopping || !acceptor->is_open()) co_return;
+    if (ec) {
+      // EMFILE and friends: back off briefly rather than spin.
+      spdlog::warn("accept failed: {}", ec.message());
+      asio::steady_timer t(io, std::chrono::milliseconds(50));
+      co_await t.async_wait(kUseTuple);
+      continue;
+    }
+    metrics.connections_accepted.fetch_add(1, std::memory_order_relaxed);
+    if (connections.size() >= config.max_connections) {
+      metrics.connections_rejected.fetch_add(1, std::memory_order_relaxed);
+      pb::Response busy;
+      SetResponseStatus(Status::Busy("node is at its limit of " + std::to_string(config.max_connections) +
+                                     " connections"),
+                        &busy);
+      std::string frame;
+      AppendResponseFrame(busy, &frame);
+      asio::error_code wec;
+      asio::write(socket, asio::buffer(frame), wec);  // a few bytes into a fresh socket buffer
+      socket.close(wec);
+      continue;
+    }
+    auto conn = std::make_shared<Connection>(std::move(socket), &node, [this](Connection* c) {
+      // Defer the erase: the connection may be inside one of its own frames.
+      asio::post(io, [this, c] {
+        connections.erase(c);
+        MaybeStopIo();
+      });
+    });
+    connections.emplace(conn.get(), conn);
+    conn->Start();
+  }
+}
+
+void Server::Impl::BeginShutdown() {
+  if (stopping) return;
+  stopping = true;
+  spdlog::info("shutting down: finishing {} connection(s)", connections.size());
+  asio::error_code ec;
+  acceptor->close(ec);
+  if (http) http->Stop();
+  signals.cancel(ec);
+  // Copy: BeginShutdown may close a connection, which schedules its erase.
+  std::vector<std::shared_ptr<Connection>> conns;
+  for (auto& [p, c] : connections) conns.push_back(c);
+  for (auto& c : conns) c->BeginShutdown();
+  grace.expires_after(std::chrono::seconds(config.shutdown_grace_s));
+  grace.async_wait([this](asio::error_code e) {
+    if (e) return;
+    spdlog::warn("shutdown grace of {} s passed; closing {} connection(s)", config.shutdown_grace_s,
+                 connections.size());
+    std::vector<std::shared_ptr<Connection>> rest;
+    for (auto& [p, c] : connections) rest.push_back(c);
+    for (auto& c : rest) c->Close();
+    io.stop();
+  });
+  MaybeStopIo();
+}
+
+void Server::Impl::MaybeStopIo() {
+  if (stopping && connections.empty()) io.stop();
+}
+
+HttpReply Server::Impl::HandleHttp(const std::string& path) {
+  auto health = engine->health();
+  if (path == "/metrics") {
+    uint64_t uptime = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now() - node.started).count();
+    return {200, "text/plain; version=0.0.4",
+            metrics.Render(uptime, health.ok, health.disk_free_bytes, health.live_bytes, health.keys_estimate)};
+  }
+  if (path == "/health") {
+    if (stopping) return {503, "text/plain", "shutting down\n"};
+    if (!health.ok) return {503, "text/plain", "disk: " + health.error + "\n"};
+    return {200, "text/plain", "ok\n"};
+  }
+  return {404, "text/plain", "not found; try /metrics or /health\n"};
+}
+
+int Server::Run() {
+  Impl& m = *impl_;
+  m.signals.async_wait([&m](asio::error_code ec, int sig) {
+    if (ec) return;
+    spdlog::info("received signal {}", sig);
+    m.BeginShutdown();
+  });
+  asio::co_spawn(m.io, m.AcceptLoop(), asio::detached);
+  if (m.http) m.http->Start();
+  spdlog::info("ringd {} serving on {} (metrics {}), data {}, sync_policy {}", m.config.node_id,
+               m.listen_address, m.metrics_address.empty() ? "off" : m.metrics_address,
+               m.config.data_dir, SyncPolicyName(m.config.sync_policy));
+  m.io.run();
+  // Everything received was answered or the grace period ran out; either way, commit what
+  // the pipeline holds so no accepted mutation is half-done, then flush.
+  m.pipeline->Stop();
+  Status s = m.engine->Flush();
+  if (!s.ok()) {
+    spdlog::error("flush at shutdown failed: {}", s.ToString());
+    return 1;
+  }
+  spdlog::info("shutdown complete");
+  return 0;
+}
+
+}  // namespace ring::server

@@ -1,0 +1,55 @@
+// server/config.h: ringd's configuration, from a TOML file and command-line flags.
+//
+// Every setting has a flag (--kebab-case) and a TOML key (snake_case). Flags override the
+// file. Everything is validated before the node starts: an unknown key, a wrong type or an
+// out-of-range value is an error naming the file, line and setting.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/endpoint.h"
+#include "common/status.h"
+
+namespace ring::server {
+
+enum class SyncPolicy { kSync, kAsync };
+const char* SyncPolicyName(SyncPolicy p);
+
+struct Config {
+  std::string node_id;              // defaults to the listen address
+  Endpoint listen{"127.0.0.1", 7001};
+  Endpoint metrics_listen{"127.0.0.1", 9101};
+  bool metrics_enabled = true;      // metrics_listen = "off" disables the HTTP endpoint
+  std::string data_dir = "ringd-data";
+  SyncPolicy sync_policy = SyncPolicy::kSync;
+  uint32_t max_connections = 10000;
+  uint32_t idle_timeout_s = 300;    // 0 = never close idle connections
+  uint32_t max_inflight_per_connection = 1024;
+  uint32_t shard_count = 64;
+  uint32_t block_cache_mb = 128;
+  uint32_t reserve_disk_mb = 192;
+  uint32_t shutdown_grace_s = 10;   // how long SIGTERM waits for in-flight requests
+  std::string log_level = "info";
+  std::string ready_file;           // flag only: written once the node serves
+};
+
+// What ParseCommandLine decided: run with `config`, or exit now with `exit_code` after
+// printing `output` (help text, version, or an error).
+struct ParsedCommandLine {
+  bool run = false;
+  int exit_code = 0;
+  std::string output;
+  Config config;
+};
+
+ParsedCommandLine ParseCommandLine(int argc, const char* const* argv);
+
+// Loads settings from TOML text into *config (used by ParseCommandLine; public for tests).
+// `origin` names the source in error messages (a file path).
+Status ApplyToml(std::string_view toml_text, const std::string& origin, Config* config);
+
+// Checks cross-field rules after all sources are merged.
+Status Validate(const Config& config);
+
+}  // namespace ring::server
