@@ -28,7 +28,8 @@ class FrameReader {
   void Feed(std::string_view bytes) { buf_.append(bytes.data(), bytes.size()); }
 
   // Next complete payload, nullopt if more bytes are needed, or InvalidArgument if the
-  // stream announced a frame over the limit (the stream is then unusable).
+  // stream announced a frame over the limit (the stream is then unusable). The payload
+  // points into the reader's buffer: it is valid only until the next Feed() or Next().
   Result<std::optional<std::string_view>> Next();
 
   // Bytes received but not yet returned as a frame.

@@ -6,13 +6,19 @@
 namespace ring {
 
 namespace {
-// Length of the valid UTF-8 sequence starting at s[i], or 0 if it is not valid.
+// Length of the valid UTF-8 sequence starting at s[i], or 0 if it is not valid. Valid
+// means well-formed per RFC 3629: no overlong forms (C0, C1, E0 80..9F, F0 80..8F), no
+// surrogates (ED A0..BF) and nothing above U+10FFFF (F4 90.., F5..FF), which strict
+// decoders reject even though the bytes have the right shape.
 size_t Utf8SeqLen(std::string_view s, size_t i) {
   auto c = static_cast<unsigned char>(s[i]);
-  size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+  size_t n = c < 0x80 ? 1 : c < 0xC2 ? 0 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : c < 0xF5 ? 4 : 0;
   if (n == 0 || i + n > s.size()) return 0;
+  unsigned char lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80;  // second-byte range
+  unsigned char hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
   for (size_t k = 1; k < n; ++k) {
-    if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return 0;
+    auto b = static_cast<unsigned char>(s[i + k]);
+    if (b < (k == 1 ? lo : 0x80) || b > (k == 1 ? hi : 0xBF)) return 0;
   }
   return n;
 }
