@@ -109,9 +109,6 @@ Status ApplyToml(std::string_view toml_text, const std::string& origin, Config* 
 
 Status Validate(const Config& c) {
   if (c.data_dir.empty()) return Status::InvalidArgument("data_dir must not be empty");
-  if (c.listen.port == 0 && !c.node_id.empty() && c.node_id == c.listen.ToString()) {
-    return Status::InvalidArgument("node_id cannot be derived from a listen port of 0");
-  }
   if (c.metrics_enabled && c.metrics_listen.port != 0 && c.metrics_listen == c.listen) {
     return Status::InvalidArgument("metrics_listen must differ from listen (" + c.listen.ToString() + ")");
   }
@@ -202,7 +199,6 @@ ParsedCommandLine ParseCommandLine(int argc, const char* const* argv) {
     r.output = "ringd: invalid configuration: " + s.message() + "\n";
     return r;
   }
-  if (c.node_id.empty()) c.node_id = c.listen.ToString();
   r.run = true;
   r.config = std::move(c);
   return r;

@@ -17,7 +17,7 @@ enum class SyncPolicy { kSync, kAsync };
 const char* SyncPolicyName(SyncPolicy p);
 
 struct Config {
-  std::string node_id;              // defaults to the listen address
+  std::string node_id;              // empty: the bound listen address
   Endpoint listen{"127.0.0.1", 7001};
   Endpoint metrics_listen{"127.0.0.1", 9101};
   bool metrics_enabled = true;      // metrics_listen = "off" disables the HTTP endpoint

@@ -82,6 +82,7 @@ Result<std::unique_ptr<Server>> Server::Create(Config config) {
   ASSIGN_OR_RETURN(auto acceptor, Listen(impl->io, c.listen, "listen"));
   impl->acceptor.emplace(std::move(acceptor));
   impl->listen_address = BoundAddress(*impl->acceptor);
+  if (impl->config.node_id.empty()) impl->config.node_id = impl->listen_address;
   if (c.metrics_enabled) {
     ASSIGN_OR_RETURN(auto macc, Listen(impl->io, c.metrics_listen, "metrics_listen"));
     impl->metrics_address = BoundAddress(macc);

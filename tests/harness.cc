@@ -71,20 +71,24 @@ CommandResult RunCommand(const std::vector<std::string>& argv, const std::string
                          std::chrono::milliseconds timeout) {
   CommandResult r;
   int in_pipe[2], out_pipe[2], err_pipe[2];
-  REQUIRE(pipe(in_pipe) == 0);
-  REQUIRE(pipe(out_pipe) == 0);
-  REQUIRE(pipe(err_pipe) == 0);
+  REQUIRE(pipe2(in_pipe, O_CLOEXEC) == 0);  // CLOEXEC: the child must not hold its own stdin open
+  REQUIRE(pipe2(out_pipe, O_CLOEXEC) == 0);
+  REQUIRE(pipe2(err_pipe, O_CLOEXEC) == 0);
   pid_t pid = Spawn(argv, in_pipe[0], out_pipe[1], err_pipe[1]);
   close(in_pipe[0]);
   close(out_pipe[1]);
   close(err_pipe[1]);
-  if (!input.empty()) {
-    ssize_t ignored = write(in_pipe[1], input.data(), input.size());
-    (void)ignored;
+  // Feed stdin from the same poll loop that drains stdout/stderr: writing all input first
+  // would deadlock against a child that fills its output pipe before reading everything.
+  fcntl(in_pipe[1], F_SETFL, fcntl(in_pipe[1], F_GETFL) | O_NONBLOCK);
+  size_t in_off = 0;
+  int in_fd = in_pipe[1];
+  if (input.empty()) {
+    close(in_fd);
+    in_fd = -1;
   }
-  close(in_pipe[1]);
   auto deadline = std::chrono::steady_clock::now() + timeout;
-  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
+  pollfd fds[3] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}, {in_fd, POLLOUT, 0}};
   int open_fds = 2;
   char buf[65536];
   while (open_fds > 0) {
@@ -94,9 +98,18 @@ CommandResult RunCommand(const std::vector<std::string>& argv, const std::string
       kill(pid, SIGKILL);
       break;
     }
-    if (poll(fds, 2, static_cast<int>(left.count())) <= 0) continue;
+    if (poll(fds, 3, static_cast<int>(left.count())) <= 0) continue;
+    if (fds[2].fd >= 0 && (fds[2].revents & (POLLOUT | POLLERR | POLLHUP))) {
+      ssize_t n = write(fds[2].fd, input.data() + in_off, input.size() - in_off);
+      if (n > 0) in_off += static_cast<size_t>(n);
+      if (n < 0 && errno != EAGAIN) in_off = input.size();  // the child closed stdin early
+      if (in_off == input.size()) {
+        close(fds[2].fd);
+        fds[2].fd = -1;
+      }
+    }
     for (int i = 0; i < 2; ++i) {
-      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP))) continue;
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
       ssize_t n = read(fds[i].fd, buf, sizeof buf);
       if (n <= 0) {
         close(fds[i].fd);
@@ -117,9 +130,9 @@ CommandResult RunCommand(const std::vector<std::string>& argv, const std::string
 }
 
 Process::Process(std::vector<std::string> argv, std::string log_path) : log_path_(std::move(log_path)) {
-  int fd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  int fd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   REQUIRE(fd >= 0);
-  int devnull = open("/dev/null", O_RDONLY);
+  int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
   pid_ = Spawn(argv, devnull, fd, fd);
   close(fd);
   close(devnull);
@@ -224,7 +237,8 @@ int ConnectTo(const std::string& address) {
 }
 }  // namespace
 
-RawReply SendRaw(const std::string& address, const std::string& bytes, std::chrono::milliseconds timeout) {
+RawReply SendRaw(const std::string& address, const std::string& bytes, std::chrono::milliseconds timeout,
+                 const std::function<bool(const std::string&)>& enough) {
   RawReply r;
   int fd = ConnectTo(address);
   REQUIRE(fd >= 0);
@@ -247,6 +261,7 @@ RawReply SendRaw(const std::string& address, const std::string& bytes, std::chro
       break;
     }
     r.bytes.append(buf, n);
+    if (enough && enough(r.bytes)) break;
   }
   close(fd);
   return r;

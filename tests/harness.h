@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -102,13 +103,15 @@ class Ringd {
 };
 
 // Sends raw bytes to HOST:PORT over a fresh TCP connection and reads until the peer
-// closes or `timeout` passes. Used for hostile-input tests.
+// closes, `timeout` passes, or `enough` (if given) says the bytes read so far suffice.
+// Used for hostile-input tests.
 struct RawReply {
   std::string bytes;     // everything read
   bool closed = false;   // the peer closed the connection
 };
 RawReply SendRaw(const std::string& address, const std::string& bytes,
-                 std::chrono::milliseconds timeout = std::chrono::seconds(3));
+                 std::chrono::milliseconds timeout = std::chrono::seconds(3),
+                 const std::function<bool(const std::string&)>& enough = nullptr);
 
 // HTTP GET http://ADDRESS/path; returns {status code, body}; status 0 on failure.
 std::pair<int, std::string> HttpGet(const std::string& address, const std::string& path);

@@ -118,7 +118,7 @@ TEST_CASE("limits are enforced with errors that name the limit", "[integration]"
 
   // The same limits hold for a client that skips libring's local checks.
   pb::Request big = PutReq(7, "k", std::string((1 << 20) + 1, 'v'));
-  auto replies = ParseReplies(SendRaw(node.address(), Frame(big), 2s).bytes);
+  auto replies = ParseReplies(SendRaw(node.address(), Frame(big), 5s, Replies(1)).bytes);
   REQUIRE(replies.size() == 1);
   CHECK(replies[0].id() == 7);
   CHECK(replies[0].code() == pb::INVALID_ARGUMENT);
@@ -129,7 +129,7 @@ TEST_CASE("limits are enforced with errors that name the limit", "[integration]"
   pb::Request bg;
   bg.set_id(9);
   for (int i = 0; i < 10001; ++i) bg.mutable_batch_get()->add_keys("k");
-  replies = ParseReplies(SendRaw(node.address(), Frame(bg), 2s).bytes);
+  replies = ParseReplies(SendRaw(node.address(), Frame(bg), 5s, Replies(1)).bytes);
   REQUIRE(replies.size() == 1);
   CHECK(replies[0].code() == pb::INVALID_ARGUMENT);
   CHECK(replies[0].message().find("10000") != std::string::npos);
@@ -150,7 +150,7 @@ TEST_CASE("limits are enforced with errors that name the limit", "[integration]"
   ws.set_shard(1 + (owner + 1) % 64);
   pb::Request rs = GetReq(12, "k");
   rs.set_shard(1 + owner);
-  replies = ParseReplies(SendRaw(node.address(), Frame(ws) + Frame(rs), 2s).bytes);
+  replies = ParseReplies(SendRaw(node.address(), Frame(ws) + Frame(rs), 5s, Replies(2)).bytes);
   REQUIRE(replies.size() == 2);
   CHECK(replies[0].code() == pb::WRONG_SHARD);
   CHECK(replies[0].message().find("belongs to shard " + std::to_string(owner)) != std::string::npos);
@@ -165,7 +165,7 @@ TEST_CASE("a thousand pipelined requests on one connection are all answered", "[
   for (uint64_t i = 1; i <= 1000; ++i) {
     bytes += Frame(i % 2 ? PutReq(i, "p" + std::to_string(i), "v" + std::to_string(i)) : GetReq(i, "p" + std::to_string(i - 1)));
   }
-  auto raw = SendRaw(node.address(), bytes, 3s);
+  auto raw = SendRaw(node.address(), bytes, 10s, Replies(1000));
   auto replies = ParseReplies(raw.bytes);
   REQUIRE(replies.size() == 1000);
   std::vector<bool> seen(1001, false);
@@ -246,8 +246,8 @@ TEST_CASE("hostile bytes get an error or a closed connection and the node keeps 
     CHECK(r.closed);
   }
   SECTION("a payload that is not a Request gets InvalidArgument and the connection stays usable") {
-    std::string bad = "\x00\x00\x00\x03\xff\xff\xff";
-    auto r = SendRaw(node.address(), bad + Frame(PingReq(5)), 2s);
+    std::string bad("\x00\x00\x00\x03\xff\xff\xff", 7);
+    auto r = SendRaw(node.address(), bad + Frame(PingReq(5)), 5s, Replies(2));
     auto replies = ParseReplies(r.bytes);
     REQUIRE(replies.size() == 2);
     CHECK(replies[0].code() == pb::INVALID_ARGUMENT);
@@ -257,11 +257,11 @@ TEST_CASE("hostile bytes get an error or a closed connection and the node keeps 
   }
   SECTION("an unknown message type is named in the error") {
     // Field 99, length-delimited, inside an otherwise valid Request with id 3.
-    std::string payload = std::string("\x08\x03", 2) + "\x9a\x06\x00";
+    std::string payload("\x08\x03\x9a\x06\x00", 5);
     std::string frame;
     AppendFrameHeader(&frame, static_cast<uint32_t>(payload.size()));
     frame += payload;
-    auto replies = ParseReplies(SendRaw(node.address(), frame, 2s).bytes);
+    auto replies = ParseReplies(SendRaw(node.address(), frame, 5s, Replies(1)).bytes);
     REQUIRE(replies.size() == 1);
     CHECK(replies[0].id() == 3);
     CHECK(replies[0].code() == pb::INVALID_ARGUMENT);

@@ -2,6 +2,7 @@
 // sockets, for tests that must speak (or abuse) the protocol below the client library.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,11 @@ inline std::vector<pb::Response> ParseReplies(const std::string& bytes) {
     out.push_back(std::move(r));
   }
   return out;
+}
+
+// A SendRaw predicate: stop once `n` reply frames have arrived.
+inline std::function<bool(const std::string&)> Replies(size_t n) {
+  return [n](const std::string& bytes) { return ParseReplies(bytes).size() >= n; };
 }
 
 }  // namespace ring::test
