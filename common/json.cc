@@ -1,5 +1,6 @@
 #include "common/json.h"
 
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 
@@ -109,9 +110,10 @@ JsonWriter& JsonWriter::Double(double v) {
     out_ += "null";
     return *this;
   }
+  // Shortest text that reads back as the same double: no precision lost in reports.
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%.6g", v);
-  out_ += buf;
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  out_.append(buf, ec == std::errc() ? end : buf);
   return *this;
 }
 JsonWriter& JsonWriter::Bool(bool v) {

@@ -155,8 +155,11 @@ ringbench() {
   local cluster=$1
   shift
   # SIGINT first, so an overrunning ringbench still prints what it measured.
+  # --connections = --clients: one TCP connection per logical client, as redis-benchmark
+  # -c opens, so "unpipelined" means one request in flight per connection, not 50
+  # requests multiplexed over a few connections (which would be pipelining in disguise).
   timeout -s INT -k 10 $((DURATION * 3 + 300)) \
-    "$RINGBENCH" --cluster "$cluster" --clients "$CLIENTS" --value-size "$VALUE_SIZE" \
+    "$RINGBENCH" --cluster "$cluster" --clients "$CLIENTS" --connections "$CLIENTS" --value-size "$VALUE_SIZE" \
     --keys "$KEYS" --json "$@"
 }
 
