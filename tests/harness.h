@@ -71,8 +71,8 @@ class Process {
 // One real ringd on 127.0.0.1 with an OS-chosen port, started with `--ready-file` so the
 // test learns the bound addresses without polling ports.
 struct RingdOptions {
-  std::string data_dir;  // required
-  std::vector<std::string> extra_args;  // e.g. {"--sync-policy", "async"}
+  std::string data_dir = {};  // required
+  std::vector<std::string> extra_args = {};  // e.g. {"--sync-policy", "async"}
 };
 
 class Ringd {
