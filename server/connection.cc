@@ -4,11 +4,29 @@
 
 #include "proto/ring.pb.h"
 #include "proto/wire.h"
+#include "replication/raft_codec.h"
 
 namespace ring::server {
 
 namespace {
 constexpr size_t kReadChunk = 64 * 1024;
+
+// Hands a peer's RaftBatch to the replication driver; peer traffic is one-way, so nothing
+// is ever replied. Returns false if this node has no peers configured. A batch that does
+// not decode is dropped (Raft retransmits) and the connection stays open: its framing is
+// intact.
+bool DeliverPeerBatch(NodeContext* node, pb::RaftBatch* batch) {
+  if (!node->on_peer_messages) return false;
+  uint64_t from = batch->from_node();
+  auto msgs = replication::DecodeRaftBatch(std::move(*batch));
+  if (!msgs.ok()) {
+    node->metrics->frames_rejected.fetch_add(1, std::memory_order_relaxed);
+    spdlog::debug("dropping a replication batch: {}", msgs.status().ToString());
+    return true;
+  }
+  node->on_peer_messages(from, std::move(msgs).value());
+  return true;
+}
 }  // namespace
 
 Connection::Connection(asio::ip::tcp::socket socket, NodeContext* node,
@@ -99,6 +117,16 @@ bool Connection::ProcessFrames() {
       node_->metrics->errors[static_cast<size_t>(StatusCode::kInvalidArgument)].fetch_add(1);
       KvService::UndecodableReply(payload.size(), response_.get());
       QueueReply(*response_);
+      continue;
+    }
+    if (req.body_case() == pb::Request::kRaft) {
+      if (!DeliverPeerBatch(node_, req.mutable_raft())) {
+        node_->metrics->requests[static_cast<size_t>(RequestKind::kInvalid)].fetch_add(1);
+        node_->metrics->errors[static_cast<size_t>(StatusCode::kInvalidArgument)].fetch_add(1);
+        response_->set_id(req.id());
+        SetResponseStatus(Status::InvalidArgument("this node has no replication peers configured"), response_.get());
+        QueueReply(*response_);
+      }
       continue;
     }
     std::weak_ptr<Connection> weak = weak_from_this();

@@ -12,8 +12,10 @@
 #include <chrono>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "common/keyspace.h"
+#include "replication/transport.h"
 #include "server/commit_pipeline.h"
 #include "server/config.h"
 #include "server/metrics.h"
@@ -35,6 +37,11 @@ struct NodeContext {
   ShardRanges shards = ShardRanges::Uniform(1);
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   std::string listen_address;  // the bound address, e.g. "127.0.0.1:7001"
+  // Receives the decoded messages of every peer RaftBatch (proto/ring.proto), called on
+  // the I/O thread by the connection that read them: must only hand off (for example to
+  // Driver::Deliver). `from_node` is the sender's replica id. Null when this node has no
+  // replication peers: a RaftBatch is then answered with InvalidArgument.
+  std::function<void(uint64_t from_node, std::vector<replication::GroupMessage> msgs)> on_peer_messages;
 };
 
 class KvService {
