@@ -220,7 +220,9 @@ void SimCluster::ApplyReady(Node& n, Ready& rd) {
   for (Message& m : rd.messages) {
     if (m.type == MessageType::kSnapshot) stats_.snapshots_sent++;
     if (trace_->on()) trace_->Line(who + "send " + replication::MessageToString(m));
-    net_.push_back(Envelope{next_seq_++, std::move(m)});
+    auto slow = latency_.find({m.from, m.to});
+    const uint64_t due = slow == latency_.end() ? 0 : stats_.ticks + slow->second;
+    net_.push_back(Envelope{next_seq_++, std::move(m), due});
   }
 
   // 3. Apply.
@@ -325,6 +327,15 @@ void SimCluster::Drop(size_t pos, const char* why) {
   }
   net_.erase(net_.begin() + static_cast<std::ptrdiff_t>(pos));
   stats_.dropped++;
+}
+
+void SimCluster::Delay(size_t pos, uint64_t ticks) {
+  net_[pos].due_tick = stats_.ticks + ticks;
+  if (trace_->on()) {
+    trace_->Line("  delay #" + std::to_string(net_[pos].seq) + " " +
+                 replication::MessageToString(net_[pos].msg) + " by " + std::to_string(ticks) +
+                 " ticks");
+  }
 }
 
 void SimCluster::Stabilize(int max_rounds) {

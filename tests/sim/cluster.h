@@ -126,6 +126,7 @@ class SimCluster {
   struct Envelope {
     uint64_t seq = 0;  // send order, for traces
     Message msg;
+    uint64_t due_tick = 0;  // a delayed message cannot arrive before this tick
   };
 
   SimCluster(const ClusterOptions& options, Trace* trace);
@@ -171,14 +172,23 @@ class SimCluster {
   // link is up, otherwise drops it. keep_copy leaves a duplicate in flight.
   void Deliver(size_t pos, bool keep_copy = false);
   void Drop(size_t pos, const char* why = "dropped");
+  // Network delay: net()[pos] cannot be delivered for `ticks` more ticks (Stabilize
+  // ignores delays).
+  void Delay(size_t pos, uint64_t ticks);
+  bool Due(size_t pos) const { return net_[pos].due_tick <= stats_.ticks; }
   bool LinkUp(NodeId from, NodeId to) const { return cuts_.count({from, to}) == 0; }
   void Cut(NodeId from, NodeId to) { cuts_.insert({from, to}); }
   void CutBoth(NodeId a, NodeId b) {
     Cut(a, b);
     Cut(b, a);
   }
-  void HealAll() { cuts_.clear(); }
-  const std::set<std::pair<NodeId, NodeId>>& cuts() const { return cuts_; }
+  // A slow link: messages sent on it from now on arrive `ticks` ticks later at the earliest.
+  void SetLatency(NodeId from, NodeId to, uint64_t ticks) { latency_[{from, to}] = ticks; }
+  void HealAll() {
+    cuts_.clear();
+    latency_.clear();
+  }
+  bool healthy() const { return cuts_.empty() && latency_.empty(); }
 
   // Processes Readies and delivers every in-flight message (in order, none lost) until
   // nothing is left or max_rounds passes. Crashed recipients still lose theirs.
@@ -206,6 +216,7 @@ class SimCluster {
   std::deque<Envelope> net_;
   uint64_t next_seq_ = 1;
   std::set<std::pair<NodeId, NodeId>> cuts_;
+  std::map<std::pair<NodeId, NodeId>, uint64_t> latency_;
   uint64_t next_command_ = 1;
   uint64_t next_read_ = 1;
 };

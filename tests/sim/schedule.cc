@@ -26,6 +26,7 @@ struct Profile {
   bool membership = true;
   bool compaction = true;
   bool fig8 = false;
+  bool lease = false;
 
   std::string Describe() const {
     const ClusterOptions& c = cluster;
@@ -38,17 +39,19 @@ struct Profile {
            " drop=" + std::to_string(drop_pct) + "% dup=" + std::to_string(dup_pct) +
            "% reorder=" + std::to_string(reorder_pct) + "% ready=" + std::to_string(ready_pct) +
            "% membership=" + (membership ? "on" : "off") +
-           " compaction=" + (compaction ? "on" : "off") + (fig8 ? " fig8" : "");
+           " compaction=" + (compaction ? "on" : "off") + (fig8 ? " fig8" : "") +
+           (lease ? " lease" : "");
   }
 };
 
 Profile ChooseProfile(Rng& rng, const RunOptions& ro) {
   Profile p;
   p.fig8 = ro.force_fig8 || rng.Percent(25);
+  p.lease = !p.fig8 && (ro.force_lease || rng.Percent(25));
   ClusterOptions& c = p.cluster;
   c.voters = p.fig8 ? (rng.Percent(70) ? 5 : 3) : (rng.Percent(50) ? 3 : 5);
   c.pre_vote = rng.Percent(85);
-  c.check_quorum = rng.Percent(85);
+  c.check_quorum = p.lease || rng.Percent(85);
   c.election_tick = rng.Range(6, 12);
   c.heartbeat_tick = rng.Range(1, 2);
   c.lease_margin_ticks = rng.Range(1, 2);
@@ -115,11 +118,20 @@ class Scheduler {
     } else if (roll < 730) {
       Propose();
     } else if (roll < 750) {
-      Partition();
+      if (profile_.lease) {
+        LeaseFault();
+      } else {
+        Partition();
+      }
     } else if (roll < 770) {
-      Heal();
+      // Lease faults need an election timeout or two to play out.
+      if (!profile_.lease || rng_.Percent(20)) Heal();
     } else if (roll < 790) {
-      Crash();
+      if (profile_.lease) {
+        LeaseFault();
+      } else {
+        Crash();
+      }
     } else if (roll < 830) {
       Restart();
     } else if (roll < 840) {
@@ -131,13 +143,15 @@ class Scheduler {
     } else if (roll < 915) {
       Read();
     } else if (roll < 945) {
-      LeaseRead();
+      LeaseFault();
     } else if (roll < 975) {
       if (profile_.fig8) {
         Restart();
       } else {
         Tick();
       }
+    } else if (roll < 990) {
+      DelaySome();
     } else {
       Tick();
     }
@@ -153,6 +167,7 @@ class Scheduler {
       }
     }
     PollLeaders();
+    LeaseRead();
   }
 
   // Leaders are also reported through Ready; polling catches one that lost its role
@@ -195,7 +210,15 @@ class Scheduler {
       Tick();
       return;
     }
-    const size_t pos = rng_.Percent(profile_.reorder_pct) ? rng_.Uniform(net.size()) : 0;
+    size_t pos = rng_.Percent(profile_.reorder_pct) ? rng_.Uniform(net.size()) : 0;
+    if (!C().Due(pos)) {
+      pos = 0;
+      while (pos < net.size() && !C().Due(pos)) pos++;
+      if (pos == net.size()) {
+        Tick();
+        return;
+      }
+    }
     DeliverAt(pos);
   }
 
@@ -206,7 +229,7 @@ class Scheduler {
     size_t n = C().net().size();
     size_t pos = 0;
     while (n-- > 0 && pos < C().net().size() && !C().failed()) {
-      if (rng_.Percent(profile_.delay_pct)) {
+      if (!C().Due(pos) || rng_.Percent(profile_.delay_pct)) {
         pos++;
         continue;
       }
@@ -214,6 +237,60 @@ class Scheduler {
       DeliverAt(pos);
       // A duplicate stays at pos; skip past it.
       if (C().net().size() >= before) pos++;
+    }
+  }
+
+  // The setting in which a lease bug shows: the leader's messages stop reaching the
+  // others (a one-way cut), while everything they send it, starting with their last
+  // acknowledgements, takes one to two election timeouts to arrive. The others elect a
+  // new leader and commit; then the old acknowledgements reach the old leader, before
+  // news of the new term does. They must not renew its lease: they are dated by when the
+  // leader sent what they acknowledge, not by when they arrive.
+  void LeaseFault() {
+    const NodeId leader = C().Leader();
+    if (leader == 0 || !C().node(leader)->core->HasReadLease()) return;
+    trace_->Line("  lease fault: the others hear " + std::to_string(leader) +
+                 " one last time, then its outgoing links fail and their replies are held up");
+    // Everyone hears from the leader now (a heartbeat round)...
+    C().node(leader)->core->Tick();
+    C().ProcessReady(leader);
+    auto& net = C().net();
+    for (size_t i = 0; i < net.size();) {
+      if (net[i].msg.from == leader && C().Due(i)) {
+        C().Deliver(i);
+      } else {
+        i++;
+      }
+    }
+    for (NodeId id : C().AliveIds()) {
+      if (id != leader) C().ProcessReady(id);
+    }
+    // ...their acknowledgements, and everything after them, crawl to the leader over
+    // links one to two election timeouts slow...
+    const int et = profile_.cluster.election_tick;
+    for (const auto& [id, n] : C().nodes()) {
+      if (id == leader) continue;
+      const uint64_t latency = static_cast<uint64_t>(rng_.Range(et, 2 * et));
+      C().SetLatency(id, leader, latency);
+      for (size_t i = 0; i < net.size(); i++) {
+        if (net[i].msg.from == id && net[i].msg.to == leader) C().Delay(i, latency);
+      }
+    }
+    // ...and nothing the leader sends gets through any more.
+    for (const auto& [id, n] : C().nodes()) {
+      if (id != leader) C().Cut(leader, id);
+    }
+  }
+
+  // Network delay, up to two election timeouts: long enough for a reply to arrive after
+  // its sender has moved on to a new leader.
+  void DelaySome() {
+    auto& net = C().net();
+    if (net.empty()) return;
+    const int n = rng_.Range(1, 4);
+    for (int i = 0; i < n; i++) {
+      C().Delay(rng_.Uniform(net.size()),
+                static_cast<uint64_t>(rng_.Range(1, 2 * profile_.cluster.election_tick)));
     }
   }
 
@@ -232,9 +309,12 @@ class Scheduler {
     if (id != 0) (void)C().ReadIndex(id);
   }
 
+  // Every replica that believes it leads tries a lease read: a deposed leader that still
+  // thinks it holds a lease is exactly what this must catch.
   void LeaseRead() {
-    NodeId id = C().Leader();
-    if (id != 0) C().LeaseRead(id);
+    for (const auto& [id, n] : C().nodes()) {
+      if (n->alive() && n->core->role() == Role::kLeader) C().LeaseRead(id);
+    }
   }
 
   std::vector<NodeId> AllIds() {
@@ -288,7 +368,7 @@ class Scheduler {
   }
 
   void Heal() {
-    if (C().cuts().empty()) return;
+    if (C().healthy()) return;
     trace_->Line("  heal all links");
     C().HealAll();
   }
@@ -364,6 +444,12 @@ class Scheduler {
     // entry of an earlier term (say, one adding the replica) may still commit.
     Result<uint64_t> commit_term = leader.Term(leader.committed());
     if (!commit_term.ok() || *commit_term != leader.term()) return;
+    // And only if no replica, crashed ones included, ever saw a later term: a leader of a
+    // later term may have appended a configuration this one has never heard of.
+    for (const auto& [id, n] : C().nodes()) {
+      if (n->disk.hard_state().term > leader.term()) return;
+      if (n->alive() && n->core->term() > leader.term()) return;
+    }
     Result<replication::ConfState> committed = leader.ConfStateAt(leader.committed());
     if (!committed.ok()) return;
     std::vector<NodeId> retire;

@@ -22,6 +22,11 @@
 // that a leader commits a fresh proposal within a bounded number of ticks and that every
 // live member converges and holds every acknowledged write.
 //
+// Lease mode targets read leases: the leader's outgoing links fail while everything sent
+// to it is slowed by one to two election timeouts, so that old acknowledgements reach it
+// after the others elected a new leader and committed (see LeaseFault). A core that
+// dated acknowledgements by their arrival is caught within the CI seed budget.
+//
 // Figure 8 mode targets Raft §5.4.2: (a) a leader proposes, replicates the entry to a
 // single follower and crashes; (b) a leader crashes right after a follower acknowledges
 // an entry from an older term. Messages carry one entry each, so old-term entries and a
@@ -51,7 +56,8 @@ struct ScheduleResult {
 
 struct RunOptions {
   int steps = 0;          // 0: chosen by the seed
-  bool force_fig8 = false;  // always use figure 8 mode
+  bool force_fig8 = false;   // always use figure 8 mode
+  bool force_lease = false;  // always use lease mode (unless figure 8 mode is forced)
 };
 
 ScheduleResult RunSchedule(uint64_t seed, Trace* trace, const RunOptions& options = {});

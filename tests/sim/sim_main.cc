@@ -29,8 +29,8 @@ void PrintFailure(const ScheduleResult& r, const RunOptions& ro) {
   std::printf("FAILED seed %llu at step %llu: %s: %s\n", static_cast<unsigned long long>(r.seed),
               static_cast<unsigned long long>(r.failed_step), r.invariant.c_str(), r.detail.c_str());
   std::printf("  profile: %s\n", r.profile.c_str());
-  std::printf("  replay:  ring_sim --seed %llu%s%s\n", static_cast<unsigned long long>(r.seed),
-              ro.force_fig8 ? " --fig8" : "",
+  std::printf("  replay:  ring_sim --seed %llu%s%s%s\n", static_cast<unsigned long long>(r.seed),
+              ro.force_fig8 ? " --fig8" : "", ro.force_lease ? " --lease" : "",
               ro.steps > 0 ? (" --steps " + std::to_string(ro.steps)).c_str() : "");
 }
 
@@ -51,6 +51,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 64));
   app.add_option("--steps", ro.steps, "steps per schedule (default: chosen by the seed)");
   app.add_flag("--fig8", ro.force_fig8, "always use the figure 8 fault mode");
+  app.add_flag("--lease", ro.force_lease, "always use the lease fault mode");
   app.add_flag("--quiet", quiet, "with --seed: print only the outcome");
   seed_opt->excludes(seeds_opt);
   CLI11_PARSE(app, argc, argv);

@@ -55,6 +55,22 @@ TEST_CASE("figure 8 fault schedules keep every invariant", "[sim]") {
   }
 }
 
+TEST_CASE("lease fault schedules keep every invariant", "[sim]") {
+  RunOptions ro;
+  ro.force_lease = true;
+  ClusterStats total;
+  for (uint64_t seed = 1; seed <= 150; seed++) {
+    Trace off;
+    ScheduleResult r = RunSchedule(seed, &off, ro);
+    INFO("seed " << r.seed << " (" << r.profile << ") failed at step " << r.failed_step << ": "
+                 << r.invariant << ": " << r.detail << "\nreplay: ring_sim --seed " << r.seed
+                 << " --lease");
+    REQUIRE(r.ok);
+    total.Add(r.stats);
+  }
+  CHECK(total.lease_reads > 1000);
+}
+
 TEST_CASE("a seed replays exactly the same schedule", "[sim]") {
   for (uint64_t seed : {7, 1234, 99999}) {
     Trace a = Trace::Collecting();
