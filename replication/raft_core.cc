@@ -325,7 +325,18 @@ uint64_t RaftCore::LastConfIndex() const {
   return conf_history_.empty() ? 0 : conf_history_.rbegin()->first;
 }
 
-bool RaftCore::Promotable() const { return fatal_.ok() && conf_.IsVoter(id_); }
+// A voter of the newest configuration may campaign, and so may a replica whose removal
+// is not known to be committed (thesis §4.2.2): until the removal commits it may still be
+// needed, e.g. when it is the only one holding that removal and the remaining voters
+// cannot win without its vote. It never counts its own vote (Poll only counts voters of
+// the newest configuration), and if it wins it leads only until the removal commits.
+bool RaftCore::Promotable() const {
+  if (!fatal_.ok()) return false;
+  if (conf_.IsVoter(id_)) return true;
+  if (LastConfIndex() <= committed_) return false;
+  Result<ConfState> at_commit = ConfStateAt(committed_);
+  return at_commit.ok() && at_commit->IsVoter(id_);
+}
 
 Result<ConfState> RaftCore::ConfStateAt(uint64_t index) const {
   if (index < base_index_) return CompactedError(index, base_index_ + 1);
@@ -739,7 +750,9 @@ void RaftCore::HandleAppendResp(const Message& m, Progress& pr) {
         pr.inflight.clear();
         decreased = true;
       }
-    } else if (pr.next - 1 == m.index) {  // a reply to the latest probe
+    } else if (pr.state == ProgressState::kProbe && pr.next - 1 == m.index) {
+      // A reply to the latest probe (older ones are stale): continue where the hint says
+      // the logs may match.
       pr.next = std::max(std::min(m.index, next_probe + 1), pr.match + 1);
       pr.probe_sent = false;
       decreased = true;

@@ -47,7 +47,10 @@
 // or get stuck in. A configuration entry carries the whole resulting configuration
 // (types.h), so a replica needs only the newest one in its log. Removing the leader works:
 // it keeps replicating but no longer counts itself in quorums, steps down once its removal
-// is committed, and hands leadership to the most up-to-date voter with TimeoutNow.
+// is committed, and hands leadership to the most up-to-date voter with TimeoutNow. A
+// replica whose removal is in its log but not known to be committed still campaigns
+// (thesis §4.2.2), without counting its own vote: it may be the only one able to finish
+// committing its removal.
 //
 // Linearizable reads:
 //   - ReadIndex(ctx): the leader records its commit index, confirms it is still leader by

@@ -453,6 +453,31 @@ TEST_CASE("a follower replaces a conflicting suffix with the leader's entries", 
   CHECK(r->LastIndex() == 2);
 }
 
+TEST_CASE("a conflicting append can replace part of the tail not yet persisted",
+          "[replication]") {
+  // Reference: Raft §5.3, with the Ready contract: entries the driver has not persisted
+  // yet are replaced in memory, and the next Ready carries the survivors plus the
+  // replacement, so the driver's append truncates whatever it had written.
+  Replica r(1, Voters({1, 2, 3}));
+  Message a = Msg(MessageType::kAppend, 2, 1, 1);
+  a.entries = {E(1, 1), E(2, 1), E(3, 1)};
+  REQUIRE(r->Step(a).ok());  // not persisted: no Flush
+  Message b = Msg(MessageType::kAppend, 3, 1, 2);
+  b.index = 1;
+  b.log_term = 1;
+  b.entries = {E(2, 2, "new")};
+  REQUIRE(r->Step(b).ok());
+  CHECK(r->LastIndex() == 2);
+  Ready rd = r->GetReady();
+  REQUIRE(rd.entries.size() == 2);
+  CHECK(rd.entries[0].term == 1);
+  CHECK(rd.entries[1].term == 2);
+  REQUIRE(r.disk.Append(rd.entries).ok());
+  r->Advance();
+  CHECK(r.disk.LastIndex() == 2);
+  CHECK(*r.disk.Term(2) == 2);
+}
+
 TEST_CASE("a follower answers an append below its commit index with its commit index",
           "[replication]") {
   // Reference: Raft §5.4 (Leader Completeness): committed entries are never replaced, so

@@ -38,6 +38,7 @@ SimCluster::SimCluster(const ClusterOptions& options, Trace* trace)
     auto n = std::make_unique<Node>();
     n->id = static_cast<NodeId>(i);
     n->disk = MemStorage(founding);
+    n->clock_rate = ClockRate(n->id);
     Status s = StartCore(*n);
     if (!s.ok()) checker_.Fail("setup", s.ToString());
     nodes_[n->id] = std::move(n);
@@ -61,12 +62,19 @@ std::vector<NodeId> SimCluster::AliveIds() const {
 NodeId SimCluster::CreateNode() {
   auto n = std::make_unique<Node>();
   n->id = next_id_++;
+  n->clock_rate = ClockRate(n->id);
   Status s = StartCore(*n);
   if (!s.ok()) checker_.Fail("setup", s.ToString());
   const NodeId id = n->id;
   nodes_[id] = std::move(n);
   trace_->Line("  node " + std::to_string(id) + " created (empty disk)");
   return id;
+}
+
+int SimCluster::ClockRate(NodeId id) const {
+  if (options_.max_drift_permille <= 0) return 1000;
+  const uint64_t r = Rng::Mix(options_.seed ^ 0xC10C, id) % static_cast<uint64_t>(options_.max_drift_permille + 1);
+  return 1000 - static_cast<int>(r);
 }
 
 void SimCluster::DestroyNode(NodeId id) {
@@ -105,6 +113,8 @@ void SimCluster::Crash(NodeId id) {
   Node* n = node(id);
   if (n == nullptr || !n->alive()) return;
   n->core.reset();
+  n->held.reset();  // taken from the core but never persisted: lost
+  n->stalled_until = 0;
   n->sm = SimStateMachine();
   n->soft = replication::SoftState{};
   checker_.OnCrashed(id);
@@ -153,26 +163,35 @@ NodeId SimCluster::Leader() const {
 
 bool SimCluster::ProcessReady(NodeId id) {
   Node* n = node(id);
-  if (n == nullptr || !n->alive() || !n->core->HasReady()) return false;
-  Ready rd = n->core->GetReady();
-  ApplyReady(*n, rd);
+  if (n == nullptr || !n->alive() || stats_.ticks < n->stalled_until) return false;
+  if (n->held) {
+    ApplyReady(*n, *n->held, n->held_term);
+    n->held.reset();
+  } else {
+    if (!n->core->HasReady()) return false;
+    Ready rd = n->core->GetReady();
+    ApplyReady(*n, rd, n->core->term());
+  }
   n->core->Advance();
   if (!n->core->fatal().ok()) checker_.Fail("core error", n->core->fatal().ToString());
   return true;
 }
 
-void SimCluster::ApplyReady(Node& n, Ready& rd) {
+void SimCluster::ApplyReady(Node& n, Ready& rd, uint64_t term) {
   const std::string who = "  node " + std::to_string(n.id) + ": ";
   RaftCore& core = *n.core;
 
   if (rd.soft_state) {
     if (rd.soft_state->role == Role::kLeader && n.soft.role != Role::kLeader) {
       stats_.leader_changes++;
-      checker_.OnLeader(n.id, core.term(), core);
+      // The log check only makes sense while the core still leads that term; a Ready
+      // held through a stall may report a leadership the core has since lost (the
+      // election itself was checked when it happened, by polling).
+      if (core.role() == Role::kLeader && core.term() == term) checker_.OnLeader(n.id, term, core);
     }
     if (trace_->on()) {
       trace_->Line(who + replication::RoleName(rd.soft_state->role) + " in term " +
-                   std::to_string(core.term()) + ", leader " + std::to_string(rd.soft_state->leader));
+                   std::to_string(term) + ", leader " + std::to_string(rd.soft_state->leader));
     }
     n.soft = *rd.soft_state;
   }
@@ -249,6 +268,24 @@ void SimCluster::ApplyReady(Node& n, Ready& rd) {
   }
 }
 
+void SimCluster::Stall(NodeId id, uint64_t ticks, bool hold_ready) {
+  Node* n = node(id);
+  if (n == nullptr || !n->alive() || n->held) return;
+  n->stalled_until = stats_.ticks + ticks;
+  if (hold_ready && n->core->HasReady()) {
+    n->held = n->core->GetReady();
+    n->held_term = n->core->term();
+  }
+  if (trace_->on()) {
+    trace_->Line("  node " + std::to_string(id) + ": disk stalls for " + std::to_string(ticks) +
+                 " ticks" + (n->held ? " with a Ready in hand" : ""));
+  }
+}
+
+void SimCluster::ClearStalls() {
+  for (auto& [id, n] : nodes_) n->stalled_until = 0;
+}
+
 void SimCluster::Tick(NodeId id) {
   Node* n = node(id);
   if (n == nullptr || !n->alive()) return;
@@ -257,7 +294,12 @@ void SimCluster::Tick(NodeId id) {
 
 void SimCluster::TickAll() {
   for (auto& [id, n] : nodes_) {
-    if (n->alive()) n->core->Tick();
+    if (!n->alive()) continue;
+    // A slow clock skips a tick now and then; drift is deterministic, never random.
+    n->clock_debt += n->clock_rate;
+    if (n->clock_debt < 1000) continue;
+    n->clock_debt -= 1000;
+    n->core->Tick();
   }
   stats_.ticks++;
 }

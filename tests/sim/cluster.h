@@ -88,6 +88,11 @@ struct ClusterOptions {
   uint64_t max_size_per_msg = 1 << 20;
   size_t max_inflight_msgs = 256;
   int snapshot_retry_ticks = 30;
+  // Clock drift: each replica's clock runs at a rate drawn from [1000 - max_drift_permille,
+  // 1000] per mille of the simulation's time, so that in the longest lease (election_tick
+  // ticks) two clocks drift apart by at most election_tick * max_drift / 1000 ticks. The
+  // core's lease margin must cover that (see Config::lease_margin_ticks).
+  int max_drift_permille = 0;
 };
 
 struct ClusterStats {
@@ -120,6 +125,13 @@ class SimCluster {
     std::unique_ptr<RaftCore> core;   // null while crashed
     SimStateMachine sm;               // rebuilt from the disk on restart
     int incarnation = 0;
+    // A slow disk: no Ready cycle runs before this tick. A Ready taken before the stall
+    // is held, unpersisted, while the core keeps receiving messages.
+    uint64_t stalled_until = 0;
+    std::optional<replication::Ready> held;
+    uint64_t held_term = 0;  // the core's term when `held` was taken
+    int clock_rate = 1000;  // per mille of simulated time
+    int clock_debt = 0;     // accumulated fraction of a tick
     replication::SoftState soft;      // as last reported in a Ready
     bool alive() const { return core != nullptr; }
   };
@@ -158,8 +170,13 @@ class SimCluster {
   NodeId Leader() const;
 
   // --- the simulated driver ----------------------------------------------------------
-  // Runs one Ready cycle for `id` (persist, send, apply, Advance). False if there was none.
+  // Runs one Ready cycle for `id` (persist, send, apply, Advance). False if there was none
+  // or the replica's disk is stalled.
   bool ProcessReady(NodeId id);
+  // Stalls `id`'s disk for `ticks` ticks; with hold_ready, the driver has already taken
+  // the next Ready and is waiting for the disk (the core keeps running meanwhile).
+  void Stall(NodeId id, uint64_t ticks, bool hold_ready);
+  void ClearStalls();
   void Tick(NodeId id);
   void TickAll();
   // Takes a snapshot of the state machine at its applied index and compacts the disk
@@ -204,7 +221,9 @@ class SimCluster {
   bool LeaseRead(NodeId id);
 
  private:
-  void ApplyReady(Node& n, replication::Ready& rd);
+  // `term` is the core's term when the Ready was taken (its soft state refers to it).
+  void ApplyReady(Node& n, replication::Ready& rd, uint64_t term);
+  int ClockRate(NodeId id) const;
   Status StartCore(Node& n);
 
   const ClusterOptions options_;

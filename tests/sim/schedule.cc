@@ -35,7 +35,8 @@ struct Profile {
            " election=" + std::to_string(c.election_tick) +
            " heartbeat=" + std::to_string(c.heartbeat_tick) +
            " maxmsg=" + (c.max_size_per_msg == 1 ? std::string("1entry") : std::string("1MiB")) +
-           " inflight=" + std::to_string(c.max_inflight_msgs) + " steps=" + std::to_string(steps) +
+           " inflight=" + std::to_string(c.max_inflight_msgs) +
+           " drift=" + std::to_string(c.max_drift_permille) + "permille steps=" + std::to_string(steps) +
            " drop=" + std::to_string(drop_pct) + "% dup=" + std::to_string(dup_pct) +
            "% reorder=" + std::to_string(reorder_pct) + "% ready=" + std::to_string(ready_pct) +
            "% membership=" + (membership ? "on" : "off") +
@@ -59,6 +60,10 @@ Profile ChooseProfile(Rng& rng, const RunOptions& ro) {
   const size_t inflight[] = {1, 2, 4, 256};
   c.max_inflight_msgs = inflight[rng.Uniform(4)];
   c.snapshot_retry_ticks = rng.Range(2, 4) * c.election_tick;
+  // Clocks drift by less than the lease margin over a lease: safe by construction.
+  c.max_drift_permille = ro.max_drift_permille >= 0
+                             ? ro.max_drift_permille
+                             : (c.lease_margin_ticks * 1000 - 1) / (c.election_tick * 2);
   p.steps = ro.steps > 0 ? ro.steps : rng.Range(1000, 3000);
   p.drop_pct = rng.Range(0, 15);
   p.dup_pct = rng.Range(0, 5);
@@ -152,6 +157,12 @@ class Scheduler {
       }
     } else if (roll < 990) {
       DelaySome();
+    } else if (roll < 995) {
+      const NodeId id = PickAlive();
+      if (id != 0) {
+        C().Stall(id, static_cast<uint64_t>(rng_.Range(1, profile_.cluster.election_tick)),
+                  rng_.Percent(50));
+      }
     } else {
       Tick();
     }
@@ -420,7 +431,8 @@ class Scheduler {
     } else if (roll < 65 && members < 6 && C().nodes().size() < 9) {
       created = C().CreateNode();
       cc = ConfChange{ConfChangeType::kAddVoter, created};
-    } else if (roll < 90 && conf.voters.size() >= 3) {
+    } else if (roll < 90 && (conf.voters.size() >= 3 ||
+                             (conf.voters.size() == 2 && rng_.Percent(25)))) {
       cc = ConfChange{ConfChangeType::kRemoveNode, conf.voters[rng_.Uniform(conf.voters.size())]};
     } else if (!conf.learners.empty()) {
       cc = ConfChange{ConfChangeType::kRemoveNode, conf.learners[rng_.Uniform(conf.learners.size())]};
@@ -455,11 +467,7 @@ class Scheduler {
     std::vector<NodeId> retire;
     for (const auto& [id, n] : C().nodes()) {
       if (retired_.count(id) != 0 || committed->IsMember(id) || leader.conf().IsMember(id)) continue;
-      bool wanted = false;  // still a member in some replica's newest configuration
-      for (const auto& [other, m] : C().nodes()) {
-        if (m->alive() && m->core->conf().IsMember(id)) wanted = true;
-      }
-      if (!wanted) retire.push_back(id);
+      retire.push_back(id);
     }
     for (NodeId id : retire) {
       C().Crash(id);
@@ -537,10 +545,13 @@ class Scheduler {
   void Liveness(ScheduleResult* r) {
     trace_->Line("liveness: heal everything, restart every member");
     C().HealAll();
+    C().ClearStalls();
     for (const auto& [id, n] : C().nodes()) {
       if (!n->alive() && retired_.count(id) == 0) (void)C().Restart(id);
     }
-    const int limit = 30 * profile_.cluster.election_tick;
+    // Thirty election timeouts of the slowest clock.
+    const int limit = 30 * profile_.cluster.election_tick * 1000 /
+                      (1000 - profile_.cluster.max_drift_permille);
     std::string final_cmd;
     NodeId proposer = 0;
     uint64_t proposer_term = 0;

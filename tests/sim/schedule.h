@@ -58,6 +58,8 @@ struct RunOptions {
   int steps = 0;          // 0: chosen by the seed
   bool force_fig8 = false;   // always use figure 8 mode
   bool force_lease = false;  // always use lease mode (unless figure 8 mode is forced)
+  // Clock drift bound; -1: chosen from the seed's lease margin so that leases stay safe.
+  int max_drift_permille = -1;
 };
 
 ScheduleResult RunSchedule(uint64_t seed, Trace* trace, const RunOptions& options = {});

@@ -29,8 +29,9 @@ void PrintFailure(const ScheduleResult& r, const RunOptions& ro) {
   std::printf("FAILED seed %llu at step %llu: %s: %s\n", static_cast<unsigned long long>(r.seed),
               static_cast<unsigned long long>(r.failed_step), r.invariant.c_str(), r.detail.c_str());
   std::printf("  profile: %s\n", r.profile.c_str());
-  std::printf("  replay:  ring_sim --seed %llu%s%s%s\n", static_cast<unsigned long long>(r.seed),
+  std::printf("  replay:  ring_sim --seed %llu%s%s%s%s\n", static_cast<unsigned long long>(r.seed),
               ro.force_fig8 ? " --fig8" : "", ro.force_lease ? " --lease" : "",
+              ro.max_drift_permille >= 0 ? (" --drift " + std::to_string(ro.max_drift_permille)).c_str() : "",
               ro.steps > 0 ? (" --steps " + std::to_string(ro.steps)).c_str() : "");
 }
 
@@ -52,6 +53,8 @@ int main(int argc, char** argv) {
   app.add_option("--steps", ro.steps, "steps per schedule (default: chosen by the seed)");
   app.add_flag("--fig8", ro.force_fig8, "always use the figure 8 fault mode");
   app.add_flag("--lease", ro.force_lease, "always use the lease fault mode");
+  app.add_option("--drift", ro.max_drift_permille,
+                 "clock drift bound in per mille (default: below the lease margin)");
   app.add_flag("--quiet", quiet, "with --seed: print only the outcome");
   seed_opt->excludes(seeds_opt);
   CLI11_PARSE(app, argc, argv);
