@@ -522,6 +522,7 @@ Status RaftCore::Step(const Message& m) {
     return Status::InvalidArgument("raft node " + std::to_string(id_) +
                                    " got a message from node " + std::to_string(m.from));
   }
+  RETURN_IF_ERROR(ValidateMessage(m));
 
   if (m.term > term_) {
     if (m.type == MessageType::kVote || m.type == MessageType::kPreVote) {
@@ -575,6 +576,33 @@ Status RaftCore::Step(const Message& m) {
     case Role::kFollower: StepFollower(m); break;
   }
   return fatal_;
+}
+
+// Messages come off the network: a malformed one is refused before it can break the
+// log's invariants (consecutive indexes, terms that never decrease).
+Status RaftCore::ValidateMessage(const Message& m) const {
+  auto bad = [&](const std::string& why) {
+    return Status::InvalidArgument("raft node " + std::to_string(id_) + ": " +
+                                   MessageTypeName(m.type) + " from " + std::to_string(m.from) +
+                                   ": " + why);
+  };
+  if (m.type == MessageType::kAppend) {
+    if (m.log_term > m.term) return bad("previous entry's term is after the message's term");
+    uint64_t index = m.index;
+    uint64_t term = m.log_term;
+    for (const Entry& e : m.entries) {
+      if (e.index != index + 1) return bad("entries are not consecutive after the previous one");
+      if (e.term < term || e.term > m.term) return bad("entry terms out of order");
+      index = e.index;
+      term = e.term;
+    }
+  } else if (m.type == MessageType::kSnapshot) {
+    if (!m.snapshot) return bad("no snapshot");
+    if (m.snapshot->meta.term > m.term) return bad("snapshot from a later term");
+  } else if (!m.entries.empty()) {
+    return bad("unexpected entries");
+  }
+  return Status::OK();
 }
 
 void RaftCore::HandleVoteRequest(const Message& m) {

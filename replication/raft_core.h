@@ -217,7 +217,8 @@ class RaftCore {
   void Tick();
 
   // Handles a message from a peer. OK also when the message was stale and ignored.
-  // InvalidArgument if it is not addressed to this replica; the fatal error once stopped.
+  // InvalidArgument (and no effect) if it is not addressed to this replica or is
+  // malformed, e.g. non-consecutive entries; the fatal error once stopped.
   Status Step(const Message& m);
 
   // Appends `data` to the log. NotLeader (naming the leader if known) on a non-leader;
@@ -336,6 +337,7 @@ class RaftCore {
   void StepLeader(const Message& m);
   void StepCandidate(const Message& m);
   void StepFollower(const Message& m);
+  Status ValidateMessage(const Message& m) const;
   void HandleVoteRequest(const Message& m);
   void HandleAppend(const Message& m);
   void HandleHeartbeat(const Message& m);

@@ -1106,6 +1106,23 @@ TEST_CASE("messages and entries produced between GetReady and Advance wait for t
   CHECK(r.disk.LastIndex() == 2);
 }
 
+TEST_CASE("malformed messages are refused without effect", "[replication]") {
+  Replica r(1, Voters({1, 2, 3}));
+  Message gap = Msg(MessageType::kAppend, 2, 1, 1);
+  gap.entries = {E(1, 1), E(3, 1)};
+  CHECK(r->Step(gap).code() == StatusCode::kInvalidArgument);
+  Message future = Msg(MessageType::kAppend, 2, 1, 1);
+  future.entries = {E(1, 2)};
+  CHECK(r->Step(future).code() == StatusCode::kInvalidArgument);
+  Message snap = Msg(MessageType::kSnapshot, 2, 1, 1);
+  CHECK(r->Step(snap).code() == StatusCode::kInvalidArgument);
+  Message elsewhere = Msg(MessageType::kHeartbeat, 2, 3, 1);
+  CHECK(r->Step(elsewhere).code() == StatusCode::kInvalidArgument);
+  CHECK(r->term() == 0);
+  CHECK(r->LastIndex() == 0);
+  CHECK(r->fatal().ok());
+}
+
 TEST_CASE("a bad configuration is refused", "[replication]") {
   MemStorage disk;
   Config c = TestConfig(0, &disk);
