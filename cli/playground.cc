@@ -272,6 +272,14 @@ bool Playground::Launch(Node* node, const std::string& ringd, std::string* error
       "--sync-policy", options_.sync_policy,
       "--ready-file", node->ready_path,
   };
+  if (nodes_.size() > 1) {
+    // One static cluster: every node lists every node, in the same order, so each shard
+    // is replicated on all of them.
+    std::string peers;
+    for (const auto& n : nodes_) peers += (peers.empty() ? "" : ",") + ("127.0.0.1:" + std::to_string(n.port));
+    args.push_back("--peers");
+    args.push_back(peers);
+  }
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -401,7 +409,7 @@ void Playground::PrintBanner() const {
   if (options_.json) {
     JsonWriter w;
     w.BeginObject().Key("ok").Bool(true).Key("dir").String(dir_.string()).Key("cluster").String(cluster);
-    w.Key("keep").Bool(options_.keep).Key("replicated").Bool(false).Key("nodes").BeginArray();
+    w.Key("keep").Bool(options_.keep).Key("replicated").Bool(nodes_.size() > 1).Key("nodes").BeginArray();
     for (const auto& n : nodes_) {
       w.BeginObject().Key("name").String(n.name).Key("address").String(n.address).Key("metrics");
       if (n.metrics.empty()) w.Null();
@@ -437,9 +445,9 @@ void Playground::PrintBanner() const {
   }
   out += "\nCluster: " + cluster + "\n";
   if (nodes_.size() > 1) {
-    out += "\nNote: these " + std::to_string(nodes_.size()) +
-           " nodes are independent; they do not replicate or shard data among themselves yet.\n"
-           "A client sends each request to the first node in --cluster that answers.\n";
+    out += "\nEvery shard is replicated on all " + std::to_string(nodes_.size()) +
+           " nodes; a write commits once a majority has it on disk.\n"
+           "Clients may start from any node: they are redirected to each shard's leader.\n";
   }
   out += "\nTry (or `export RING_CLUSTER=" + cluster + "` and leave out --cluster):\n";
   out += "  " + ringctl + " --cluster " + cluster + " put greeting hello\n";

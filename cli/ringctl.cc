@@ -44,6 +44,7 @@
 #include "cli/playground.h"
 #include "common/endpoint.h"
 #include "common/json.h"
+#include "common/keyspace.h"
 #include "common/limits.h"
 #include "ring/client.h"
 
@@ -317,6 +318,30 @@ class Commands {
     return kExitOk;
   }
 
+  // The shard that owns `key`, by the same keyspace code the nodes use; the shard count
+  // comes from the first node that answers.
+  int Locate(const std::string& key) {
+    if (Status s = CheckKey(key); !s.ok()) return ReportError(flags_, s);
+    NodeInfo info;
+    Status s = client_->NodeStatus("", &info, call_);
+    if (!s.ok()) return ReportError(flags_, s);
+    if (info.shard_count == 0) return ReportError(flags_, Status::Corruption("node reports no shards"));
+    uint64_t hash = KeyHash(key);
+    ShardId shard = ShardRanges::Uniform(info.shard_count).ShardOf(hash);
+    char hex[24];
+    std::snprintf(hex, sizeof hex, "0x%016llx", static_cast<unsigned long long>(hash));
+    if (flags_.json) {
+      JsonWriter w;
+      w.BeginObject().Key("ok").Bool(true).Key("key").String(key).Key("shard").Uint(shard);
+      w.Key("hash").String(hex).Key("hashed_part").String(HashTag(key)).Key("shard_count").Uint(info.shard_count);
+      w.EndObject();
+      EmitJson(w);
+    } else {
+      EmitLine("shard " + std::to_string(shard) + " of " + std::to_string(info.shard_count) + " (hash " + hex + ")");
+    }
+    return kExitOk;
+  }
+
   // Asks every node in --cluster at once, so a dead node costs one timeout, not one each.
   int NodeStatus() {
     struct Report {
@@ -358,6 +383,16 @@ class Commands {
           w.Key("disk_ok").Bool(n.disk_ok).Key("disk_error");
           if (n.disk_ok) w.Null();
           else w.String(n.disk_error);
+          w.Key("shards").BeginArray();
+          for (const ShardInfo& sh : n.shards) {
+            w.BeginObject().Key("shard").Uint(sh.shard).Key("leader").String(sh.leader).Key("role").String(sh.role);
+            w.Key("term").Uint(sh.term).Key("commit_index").Uint(sh.commit_index);
+            w.Key("applied_index").Uint(sh.applied_index).Key("last_index").Uint(sh.last_index);
+            w.Key("replicas").BeginArray();
+            for (const auto& rep : sh.replicas) w.String(rep);
+            w.EndArray().EndObject();
+          }
+          w.EndArray();
         }
         w.EndObject();
       }
@@ -367,18 +402,19 @@ class Commands {
     }
 
     std::vector<std::vector<std::string>> rows = {{"NODE", "ADDRESS", "STATE", "UPTIME", "VERSION", "SYNC",
-                                                   "SHARDS", "CONNS", "REQUESTS", "KEYS~", "DISK", "DISK STATE"}};
+                                                   "SHARDS", "LEADS", "CONNS", "REQUESTS", "KEYS~", "DISK", "DISK STATE"}};
     std::vector<std::string> problems;
     for (size_t i = 0; i < nodes_.size(); ++i) {
       const auto& r = reports[i];
       if (!r.status.ok()) {
-        rows.push_back({"-", nodes_[i], "down", "-", "-", "-", "-", "-", "-", "-", "-", "-"});
+        rows.push_back({"-", nodes_[i], "down", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-"});
         problems.push_back(nodes_[i] + ": " + r.status.ToString());
         continue;
       }
       const NodeInfo& n = r.info;
+      size_t leads = std::count_if(n.shards.begin(), n.shards.end(), [](const ShardInfo& sh) { return sh.role == "leader"; });
       rows.push_back({n.node_id, nodes_[i], "up", FormatDuration(n.uptime_ms), n.version, n.sync_policy,
-                      std::to_string(n.shard_count), std::to_string(n.connections),
+                      std::to_string(n.shard_count), std::to_string(leads), std::to_string(n.connections),
                       std::to_string(n.requests_served), std::to_string(n.keys_estimate),
                       FormatBytes(n.disk_bytes), n.disk_ok ? "ok" : "ERROR"});
       if (!n.disk_ok) problems.push_back(nodes_[i] + " (" + n.node_id + "): disk error: " + n.disk_error);
@@ -454,6 +490,11 @@ int Main(int argc, char** argv) {
 
   CLI::App* status = command("status", "Describe every node in --cluster (exit 69 if one is down)");
   CLI::App* ping = command("ping", "Round trip to the cluster");
+  CLI::App* shard = command("shard", "Shard commands");
+  shard->require_subcommand(1);
+  CLI::App* locate = shard->add_subcommand("locate", "Print the shard that owns KEY (and the key's hash)");
+  locate->fallthrough();
+  locate->add_option("KEY", key, "The key")->required();
 
   PlaygroundOptions pg;
   CLI::App* playground = command("playground",
@@ -486,7 +527,7 @@ int Main(int argc, char** argv) {
       }
       if (!unknown.empty()) message = "unknown command \"" + unknown + "\"";
       else if (dynamic_cast<const CLI::RequiredError*>(&e) != nullptr) message = "no command given";
-      message += "; commands: get, put, del, cas, status, ping, playground";
+      message += "; commands: get, put, del, cas, status, ping, shard locate, playground";
     }
     return UsageError(flags, message);
   }
@@ -527,6 +568,7 @@ int Main(int argc, char** argv) {
   }
   if (status->parsed()) return commands.NodeStatus();
   if (ping->parsed()) return commands.Ping();
+  if (locate->parsed()) return commands.Locate(key);
   return UsageError(flags, "no command given");
 }
 

@@ -10,11 +10,14 @@
 #include <future>
 #include <list>
 #include <map>
+#include <random>
+#include <set>
 #include <unordered_map>
 
 #include "common/asio.h"
 #include "common/endpoint.h"
 #include "common/frame.h"
+#include "common/keyspace.h"
 #include "common/limits.h"
 #include "proto/ring.pb.h"
 #include "proto/wire.h"
@@ -43,6 +46,9 @@ struct Call {
   bool sent = false;     // bytes handed to the socket at least once
   bool pinned = false;   // only this node may serve it (NodeStatus of a named node)
   bool registered = false;  // in calls_ and deadlines_
+  bool redirected = false;  // `node` was named by the last reply: go there, not to the cache
+  bool attempt_armed = false;
+  std::multimap<Clock::time_point, Call*>::iterator attempt_it;
   bool finished = false;
   std::multimap<Clock::time_point, Call*>::iterator deadline_it;
 };
@@ -71,8 +77,26 @@ class Client::Impl {
   // --- I/O thread only ---
   void Dispatch(const CallPtr& call);
   void Finish(const CallPtr& call, Status s, pb::Response* resp);
-  void OnConnFailed(Conn* conn, const std::string& why);
-  void Retry(const CallPtr& call, const std::string& why);
+  void OnReply(const CallPtr& call, pb::Response* resp);
+  // Starts (or restarts) the attempt timer of a call just written to a connection.
+  void ArmAttempt(Call* call) {
+    if (call->attempt_armed) attempts_.erase(call->attempt_it);
+    call->attempt_it = attempts_.emplace(Clock::now() + options_.attempt_timeout, call);
+    call->attempt_armed = true;
+  }
+  void DisarmAttempt(Call* call) {
+    if (call->attempt_armed) attempts_.erase(call->attempt_it);
+    call->attempt_armed = false;
+  }
+  // Drops cached shard leaderships of node `node` (its connection failed).
+  void ForgetLeader(size_t node) {
+    for (int& l : shard_leader_) {
+      if (l == static_cast<int>(node)) l = -1;
+    }
+  }
+  void Retry(const CallPtr& call, const std::string& why, bool immediately = false);
+  // The lowest seq of a mutation not yet answered (exactly-once bookkeeping).
+  uint64_t FirstIncomplete() const { return open_seqs_.empty() ? next_seq_.load() : *open_seqs_.begin(); }
 
   const ClientOptions options_;
 
@@ -85,6 +109,17 @@ class Client::Impl {
   asio::executor_work_guard<asio::io_context::executor_type> work_{io_.get_executor()};
   std::thread::id io_thread_id_;
   std::atomic<uint64_t> next_id_{1};
+  // Exactly-once identity: a random id per client, a seq per mutation (kept across retries).
+  const uint64_t client_id_ = [] {
+    std::random_device rd;
+    uint64_t id = (uint64_t{rd()} << 32) | rd();
+    return id == 0 ? 1 : id;
+  }();
+  std::atomic<uint64_t> next_seq_{1};
+  std::set<uint64_t> open_seqs_;  // I/O thread: seqs of unanswered mutations
+  // Routing learned from redirects (I/O thread): shard count and each shard's leader node.
+  std::optional<ShardRanges> shards_;
+  std::vector<int> shard_leader_;  // node index, -1 unknown
   asio::steady_timer sweep_timer_{io_};
   // I/O thread state.
   std::vector<Endpoint> nodes_;                           // seeds, then nodes learned later
@@ -92,6 +127,7 @@ class Client::Impl {
   std::vector<size_t> rr_;                                // round-robin cursor per node
   std::unordered_map<uint64_t, CallPtr> calls_;           // every unfinished call
   std::multimap<Clock::time_point, Call*> deadlines_;
+  std::multimap<Clock::time_point, Call*> attempts_;  // per-send deadlines (attempt_timeout)
   bool closing_ = false;
   std::thread thread_;
 };
@@ -101,8 +137,8 @@ namespace {
 // One TCP connection to one node. Requests are written as they come (pipelined) and
 // replies matched by id. On any socket error every call on it is handed back to Impl.
 struct Conn {
-  Conn(Client::Impl* impl, Endpoint ep)
-      : impl(impl), endpoint(std::move(ep)), socket(impl->io()), resolver(impl->io()),
+  Conn(Client::Impl* impl, Endpoint ep, size_t node)
+      : impl(impl), endpoint(std::move(ep)), node(node), socket(impl->io()), resolver(impl->io()),
         connect_timer(impl->io()) {}
 
   enum class State { kIdle, kConnecting, kReady };
@@ -120,6 +156,8 @@ struct Conn {
   void Send(const CallPtr& call) {
     inflight.emplace(call->id, call);
     call->sent = true;
+    if (call->mutation) call->request.set_first_incomplete_seq(impl->FirstIncomplete());
+    impl->ArmAttempt(call.get());
     AppendRequestFrame(call->request, &out);
     if (!writing) StartWrite();
   }
@@ -194,7 +232,8 @@ struct Conn {
         if (it == inflight.end()) continue;  // its call already timed out
         CallPtr call = std::move(it->second);
         inflight.erase(it);
-        impl->Finish(call, StatusFromResponse(resp), &resp);
+        call->conn = nullptr;
+        impl->OnReply(call, &resp);
       }
       Pump();
       if (state == State::kReady) StartRead();
@@ -223,6 +262,7 @@ struct Conn {
     inflight.clear();
     waiting.clear();
     socket = tcp::socket(impl->io());
+    impl->ForgetLeader(node);  // its shards' leaders must be found again
     for (auto& c : calls) {
       c->conn = nullptr;
       if (!c->finished) impl->Retry(c, reason);
@@ -233,6 +273,7 @@ struct Conn {
 
   Client::Impl* impl;
   Endpoint endpoint;
+  size_t node;  // index in Impl's node list
   tcp::socket socket;
   tcp::resolver resolver;
   asio::steady_timer connect_timer;
@@ -255,7 +296,7 @@ Client::Impl::Impl(ClientOptions options, std::vector<Endpoint> seeds)
   for (const auto& s : seeds_) {
     nodes_.push_back(s);
     pools_.emplace_back();
-    for (int i = 0; i < options_.connections_per_node; ++i) pools_.back().push_back(std::make_unique<Conn>(this, s));
+    for (int i = 0; i < options_.connections_per_node; ++i) pools_.back().push_back(std::make_unique<Conn>(this, s, nodes_.size() - 1));
     rr_.push_back(0);
   }
   std::promise<void> started;
@@ -301,7 +342,7 @@ size_t Client::Impl::NodeIndex(std::string_view endpoint) {
   if (!ep.ok()) return 0;
   nodes_.push_back(*ep);
   pools_.emplace_back();
-  for (int i = 0; i < options_.connections_per_node; ++i) pools_.back().push_back(std::make_unique<Conn>(this, *ep));
+  for (int i = 0; i < options_.connections_per_node; ++i) pools_.back().push_back(std::make_unique<Conn>(this, *ep, nodes_.size() - 1));
   rr_.push_back(0);
   return nodes_.size() - 1;
 }
@@ -336,6 +377,10 @@ void Client::Impl::SubmitPinned(pb::Request req, size_t node, const CallOptions&
 void Client::Impl::Submit(pb::Request req, bool mutation, const CallOptions& opts,
                           std::function<void(Status, pb::Response*)> done) {
   auto timeout = opts.timeout.count() > 0 ? opts.timeout : options_.default_timeout;
+  if (mutation) {
+    req.set_client_id(client_id_);
+    req.set_seq(next_seq_.fetch_add(1, std::memory_order_relaxed));
+  }
   auto call = MakeCall(next_id_.fetch_add(1, std::memory_order_relaxed), std::move(req), mutation,
                        Clock::now() + timeout, std::move(done));
   asio::post(io_, [this, call = std::move(call)] {
@@ -343,6 +388,7 @@ void Client::Impl::Submit(pb::Request req, bool mutation, const CallOptions& opt
     calls_.emplace(call->id, call);
     call->deadline_it = deadlines_.emplace(call->deadline, call.get());
     call->registered = true;
+    if (call->mutation) open_seqs_.insert(call->request.seq());
     Dispatch(call);
   });
 }
@@ -351,26 +397,86 @@ void Client::Impl::FailLater(Status s, std::function<void(Status, pb::Response*)
   asio::post(io_, [s = std::move(s), done = std::move(done)] { done(s, nullptr); });
 }
 
+namespace {
+// The key a request routes by (its first key), or empty for node-level requests.
+std::string_view RoutingKey(const pb::Request& r) {
+  switch (r.body_case()) {
+    case pb::Request::kGet: return r.get().key();
+    case pb::Request::kPut: return r.put().key();
+    case pb::Request::kDel: return r.del().key();
+    case pb::Request::kCas: return r.cas().key();
+    case pb::Request::kBatchGet: return r.batch_get().keys_size() ? std::string_view(r.batch_get().keys(0)) : "";
+    case pb::Request::kBatchPut: return r.batch_put().pairs_size() ? std::string_view(r.batch_put().pairs(0).key()) : "";
+    default: return "";
+  }
+}
+}  // namespace
+
 void Client::Impl::Dispatch(const CallPtr& call) {
+  if (!call->pinned && !call->redirected && shards_) {
+    std::string_view key = RoutingKey(call->request);
+    if (!key.empty()) {
+      int leader = shard_leader_[shards_->ShardOfKey(key)];
+      if (leader >= 0) call->node = static_cast<size_t>(leader);
+    }
+  }
+  call->redirected = false;
   auto& pool = pools_[call->node];
   Conn* conn = pool[rr_[call->node]++ % pool.size()].get();
   conn->Enqueue(call);
 }
 
-void Client::Impl::Retry(const CallPtr& call, const std::string& why) {
-  if (call->finished || closing_) return;
-  // A mutation whose bytes reached a socket may have been applied: without the node's
-  // exactly-once table (it arrives with replication) a resend could apply it twice, so
-  // report the uncertainty instead of guessing.
-  if (call->mutation && call->sent) {
-    return Finish(call, Status::Unavailable(why + "; the write may or may not have been applied"), nullptr);
+void Client::Impl::OnReply(const CallPtr& call, pb::Response* resp) {
+  Status st = StatusFromResponse(*resp);
+  switch (st.code()) {
+    case StatusCode::kNotLeader:
+    case StatusCode::kWrongShard:
+    case StatusCode::kStaleEpoch:
+    case StatusCode::kUnavailable:
+    case StatusCode::kBusy:
+      break;  // the node could not serve it; route again below
+    default:
+      return Finish(call, std::move(st), resp);
   }
+  bool redirected = false;
+  if (resp->has_redirect()) {
+    const pb::Redirect& r = resp->redirect();
+    if (r.shard_count() > 0 && (!shards_ || shards_->count() != r.shard_count())) {
+      shards_ = ShardRanges::Uniform(r.shard_count());
+      shard_leader_.assign(r.shard_count(), -1);
+    }
+    if (!r.leader().empty()) {
+      size_t node = NodeIndex(r.leader());
+      if (shards_ && r.shard() >= 1 && r.shard() <= shard_leader_.size()) {
+        shard_leader_[r.shard() - 1] = static_cast<int>(node);
+      }
+      if (!call->pinned) {
+        call->node = node;
+        call->redirected = true;
+        redirected = true;
+      }
+    } else if (shards_ && r.shard() >= 1 && r.shard() <= shard_leader_.size()) {
+      shard_leader_[r.shard() - 1] = -1;  // the cached leader is not (or no longer) it
+    }
+  }
+  // A redirect to a named leader is followed at once (a few times); anything else backs off.
+  Retry(call, st.ToString(), redirected && call->attempts < 3);
+}
+
+void Client::Impl::Retry(const CallPtr& call, const std::string& why, bool immediately) {
+  if (call->finished || closing_) return;
+  // Resending a mutation is safe: it carries (client_id, seq), and the shard applies each
+  // seq at most once, answering a duplicate with the original result.
   ++call->attempts;
-  if (!call->pinned && nodes_.size() > 1) call->node = (call->node + 1) % nodes_.size();
+  if (!call->pinned && !call->redirected && nodes_.size() > 1) call->node = (call->node + 1) % nodes_.size();
+  if (immediately) return Dispatch(call);
   // Back off a little more after each failure so a dead node is not hammered.
   auto delay = std::chrono::milliseconds(std::min(10 * (1 << std::min(call->attempts, 5)), 250));
   if (Clock::now() + delay >= call->deadline) {
-    return Finish(call, Status::Unavailable(why), nullptr);
+    return Finish(call, call->mutation && call->sent
+                            ? Status::Unavailable(why + "; the write may or may not have been applied")
+                            : Status::Unavailable(why),
+                  nullptr);
   }
   auto timer = std::make_shared<asio::steady_timer>(io_, delay);
   timer->async_wait([this, call, timer](asio::error_code) {
@@ -381,9 +487,11 @@ void Client::Impl::Retry(const CallPtr& call, const std::string& why) {
 void Client::Impl::Finish(const CallPtr& call, Status s, pb::Response* resp) {
   if (call->finished) return;
   call->finished = true;
+  DisarmAttempt(call.get());
   if (call->registered) {
     calls_.erase(call->id);
     deadlines_.erase(call->deadline_it);
+    if (call->mutation) open_seqs_.erase(call->request.seq());
   }
   if (call->conn) call->conn->Forget(call->id);
   auto done = std::move(call->done);
@@ -392,6 +500,24 @@ void Client::Impl::Finish(const CallPtr& call, Status s, pb::Response* resp) {
 
 void Client::Impl::Sweep() {
   auto now = Clock::now();
+  // Sends that went unanswered too long: presume the node stuck and try another.
+  while (!attempts_.empty() && attempts_.begin()->first <= now) {
+    Call* raw = attempts_.begin()->second;
+    attempts_.erase(attempts_.begin());
+    raw->attempt_armed = false;
+    auto it = calls_.find(raw->id);
+    if (it == calls_.end()) continue;
+    CallPtr call = it->second;
+    std::string why = "no reply within " + std::to_string(options_.attempt_timeout.count()) + " ms";
+    if (call->conn) {
+      why += " from " + call->conn->endpoint.ToString();
+      ForgetLeader(call->conn->node);
+      call->conn->Forget(call->id);
+      call->conn = nullptr;
+    }
+    call->redirected = false;
+    Retry(call, why, /*immediately=*/true);
+  }
   while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
     Call* raw = deadlines_.begin()->second;
     CallPtr call = calls_.at(raw->id);
@@ -437,7 +563,8 @@ Status Client::Open(const ClientOptions& options, std::unique_ptr<Client>* clien
   if (options.max_inflight_per_connection < 1) {
     return Status::InvalidArgument("ClientOptions.max_inflight_per_connection must be at least 1");
   }
-  if (options.default_timeout.count() <= 0 || options.connect_timeout.count() <= 0) {
+  if (options.default_timeout.count() <= 0 || options.connect_timeout.count() <= 0 ||
+      options.attempt_timeout.count() <= 0) {
     return Status::InvalidArgument("ClientOptions timeouts must be positive");
   }
   client->reset(new Client(std::make_unique<Impl>(options, std::move(seeds))));
@@ -629,7 +756,12 @@ Status Client::NodeStatus(std::string_view endpoint, NodeInfo* info, const CallO
           const auto& ns = r->node_status();
           *info = NodeInfo{ns.node_id(), ns.version(), ns.listen(), ns.uptime_ms(), ns.sync_policy(),
                            ns.shard_count(), ns.connections(), ns.requests_served(), ns.keys_estimate(),
-                           ns.disk_bytes(), ns.disk_ok(), ns.disk_error()};
+                           ns.disk_bytes(), ns.disk_ok(), ns.disk_error(), {}};
+          for (const auto& sh : ns.shards()) {
+            info->shards.push_back(ShardInfo{sh.shard(), sh.leader(), sh.role(), sh.term(), sh.commit_index(),
+                                             sh.applied_index(), sh.last_index(),
+                                             {sh.replicas().begin(), sh.replicas().end()}});
+          }
         }
         finish(std::move(s));
       });

@@ -1180,10 +1180,12 @@ void RaftCore::ReportSnapshot(NodeId id, bool ok) {
   pr.probe_sent = true;
 }
 
-bool RaftCore::HasReadLease() const {
+bool RaftCore::HasReadLease() const { return ReadLeaseTicks() > 0; }
+
+uint64_t RaftCore::ReadLeaseTicks() const {
   if (role_ != Role::kLeader || !check_quorum_ || lease_disabled_ || transferee_ != kNoNode ||
       !conf_.IsVoter(id_) || !CommittedInTerm()) {
-    return false;
+    return 0;
   }
   std::vector<uint64_t> acked;
   for (NodeId v : conf_.voters) {
@@ -1195,7 +1197,9 @@ bool RaftCore::HasReadLease() const {
     }
   }
   const uint64_t oldest = QuorumValue(acked);
-  return oldest != 0 && now_ - oldest < static_cast<uint64_t>(lease_ticks_);
+  const uint64_t lease = static_cast<uint64_t>(lease_ticks_);
+  if (oldest == 0 || now_ - oldest >= lease) return 0;
+  return lease - (now_ - oldest);
 }
 
 // ---------------------------------------------------------------------------------------

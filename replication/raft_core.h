@@ -260,6 +260,10 @@ class RaftCore {
 
   // See the header comment. False on a non-leader.
   bool HasReadLease() const;
+  // How many more ticks (counting from now(), inclusive) the read lease lasts; 0 if none.
+  // The driver turns this into a monotonic-clock deadline: tick k of the lease ends when
+  // tick now()+k would start.
+  uint64_t ReadLeaseTicks() const;
 
   // --- introspection -------------------------------------------------------------------
 

@@ -91,7 +91,34 @@ Status ApplyToml(std::string_view toml_text, const std::string& origin, Config* 
           s = CheckLogLevel(v);
         }
       }
-    } else if (key == "max_connections") s = ReadUint(node, key, 1, 1000000, &c->max_connections);
+    } else if (key == "peers") {
+      // A list of strings, or one comma-separated string.
+      std::string joined;
+      if (const auto* arr = node.as_array()) {
+        for (const auto& item : *arr) {
+          if (!item.is_string()) {
+            s = Status::InvalidArgument("peers must be a list of \"HOST:PORT\" strings");
+            break;
+          }
+          joined += (joined.empty() ? "" : ",") + *item.value<std::string>();
+        }
+      } else {
+        s = ReadString(node, key, &joined);
+      }
+      if (s.ok()) {
+        auto eps = ParseEndpointList(joined);
+        if (eps.ok()) c->peers = *eps; else s = eps.status();
+      }
+    } else if (key == "advertise") {
+      std::string v;
+      s = ReadString(node, key, &v);
+      if (s.ok()) {
+        auto ep = ParseEndpoint(v);
+        if (ep.ok()) c->advertise = *ep; else s = ep.status();
+      }
+    } else if (key == "tick_ms") s = ReadUint(node, key, 1, 10000, &c->tick_ms);
+    else if (key == "election_ticks") s = ReadUint(node, key, 3, 1000, &c->election_ticks);
+    else if (key == "max_connections") s = ReadUint(node, key, 1, 1000000, &c->max_connections);
     else if (key == "idle_timeout_s") s = ReadUint(node, key, 0, 86400 * 7, &c->idle_timeout_s);
     else if (key == "max_inflight_per_connection") s = ReadUint(node, key, 1, 1000000, &c->max_inflight_per_connection);
     else if (key == "shard_count") s = ReadUint(node, key, 1, 65536, &c->shard_count);
@@ -112,7 +139,34 @@ Status Validate(const Config& c) {
   if (c.metrics_enabled && c.metrics_listen.port != 0 && c.metrics_listen == c.listen) {
     return Status::InvalidArgument("metrics_listen must differ from listen (" + c.listen.ToString() + ")");
   }
+  if (!c.peers.empty()) {
+    Endpoint self = c.advertise.value_or(c.listen);
+    int found = 0;
+    for (size_t i = 0; i < c.peers.size(); ++i) {
+      for (size_t j = i + 1; j < c.peers.size(); ++j) {
+        if (c.peers[i] == c.peers[j]) return Status::InvalidArgument("peers lists " + c.peers[i].ToString() + " twice");
+      }
+      if (c.peers[i] == self) ++found;
+    }
+    if (found == 0) {
+      return Status::InvalidArgument("this node's address " + self.ToString() +
+                                     " is not among the peers; set advertise to the address peers list for it");
+    }
+  }
   return CheckLogLevel(c.log_level);
+}
+
+uint64_t ReplicaId(const Config& c) {
+  Endpoint self = c.advertise.value_or(c.listen);
+  for (size_t i = 0; i < c.peers.size(); ++i) {
+    if (c.peers[i] == self) return i + 1;
+  }
+  return 1;
+}
+
+std::string ReplicaAddress(const Config& c, uint64_t id) {
+  if (c.peers.empty()) return id == 1 ? c.advertise.value_or(c.listen).ToString() : "";
+  return id >= 1 && id <= c.peers.size() ? c.peers[id - 1].ToString() : "";
 }
 
 ParsedCommandLine ParseCommandLine(int argc, const char* const* argv) {
@@ -131,6 +185,9 @@ ParsedCommandLine ParseCommandLine(int argc, const char* const* argv) {
   app.add_option("--data-dir", data_dir, "Directory for the node's data (default ./ringd-data)");
   app.add_option("--sync-policy", sync_policy, "sync: fsync before acknowledging a write (default); async: no fsync, a crash can lose recent acknowledged writes");
   app.add_option("--log-level", log_level, "trace, debug, info (default), warn, error, critical, off");
+  std::string peers, advertise;
+  app.add_option("--peers", peers, "Every node of the cluster, HOST:PORT,HOST:PORT,... in the same order on each node (default: none, a one-node cluster)");
+  app.add_option("--advertise", advertise, "The HOST:PORT the peers list for this node (default: --listen)");
   struct IntFlag { const char* flag; const char* key; const char* help; };
   const IntFlag int_flags[] = {
       {"--max-connections", "max_connections", "Connections served at once; more get Busy and are closed (default 10000)"},
@@ -140,6 +197,8 @@ ParsedCommandLine ParseCommandLine(int argc, const char* const* argv) {
       {"--block-cache-mb", "block_cache_mb", "RocksDB block cache size (default 128)"},
       {"--reserve-disk-mb", "reserve_disk_mb", "Refuse writes while free disk space is below this (default 192)"},
       {"--shutdown-grace-s", "shutdown_grace_s", "On SIGTERM, wait this long for in-flight requests (default 10)"},
+      {"--tick-ms", "tick_ms", "Length of one replication tick (default 50)"},
+      {"--election-ticks", "election_ticks", "Election timeout in ticks; a follower waits 1x to 2x this before campaigning (default 10)"},
   };
   for (const auto& f : int_flags) {
     app.add_option(f.flag, ints[f.key], f.help);
@@ -185,6 +244,14 @@ ParsedCommandLine ParseCommandLine(int argc, const char* const* argv) {
   if (s.ok() && given("--data-dir")) c.data_dir = data_dir;
   if (s.ok() && given("--sync-policy")) s = ParseSyncPolicy(sync_policy, &c.sync_policy).WithContext("--sync-policy");
   if (s.ok() && given("--log-level")) c.log_level = log_level;
+  if (s.ok() && given("--peers")) {
+    auto eps = ParseEndpointList(peers);
+    if (eps.ok()) c.peers = *eps; else s = eps.status().WithContext("--peers");
+  }
+  if (s.ok() && given("--advertise")) {
+    auto ep = ParseEndpoint(advertise);
+    if (ep.ok()) c.advertise = *ep; else s = ep.status().WithContext("--advertise");
+  }
   for (const auto& f : int_flags) {
     if (!s.ok() || !given(f.flag)) continue;
     // Reuse the TOML range checks so a flag and a file key accept exactly the same values.

@@ -6,7 +6,9 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "common/endpoint.h"
 #include "common/status.h"
@@ -31,6 +33,13 @@ struct Config {
   uint32_t reserve_disk_mb = 192;
   uint32_t shutdown_grace_s = 10;   // how long SIGTERM waits for in-flight requests
   std::string log_level = "info";
+  // Replication: every node of a static cluster lists the same peers (HOST:PORT, in the
+  // same order); a node's replica id is 1 + its position, found by its advertise address
+  // (default: listen). Empty: a one-node cluster, still replicated through a log.
+  std::vector<Endpoint> peers;
+  std::optional<Endpoint> advertise;
+  uint32_t tick_ms = 50;         // one Raft tick of the monotonic clock
+  uint32_t election_ticks = 10;  // election timeout: election_ticks .. 2x-1 ticks
   std::string ready_file;           // flag only: written once the node serves
 };
 
@@ -51,5 +60,10 @@ Status ApplyToml(std::string_view toml_text, const std::string& origin, Config* 
 
 // Checks cross-field rules after all sources are merged.
 Status Validate(const Config& config);
+
+// This node's replica id (1-based position among peers), or 1 with no peers.
+uint64_t ReplicaId(const Config& config);
+// The address of replica `id` (1-based), as clients should reach it.
+std::string ReplicaAddress(const Config& config, uint64_t id);
 
 }  // namespace ring::server

@@ -78,9 +78,6 @@ std::string Metrics::Render(uint64_t uptime_ms, bool disk_ok, uint64_t disk_free
   counter("ringd_frames_rejected_total", "Frames that were oversized or did not decode.", frames_rejected.load());
   counter("ringd_received_bytes_total", "Bytes read from connections.", bytes_in.load());
   counter("ringd_sent_bytes_total", "Bytes written to connections.", bytes_out.load());
-  counter("ringd_commit_cycles_total", "Storage writes made by the commit pipeline (one fsync each under sync).", commit_cycles.load());
-  counter("ringd_commit_ops_total", "Mutations carried by those writes; ops/cycles is the group-commit batch size.", commit_ops.load());
-  commit_write_seconds.Render("ringd_commit_write_seconds", "Latency of one commit write, fsync included under sync.", &out);
   gauge("ringd_uptime_milliseconds", "Time since the node started.", uptime_ms);
   gauge("ringd_disk_ok", "1 while the last storage write succeeded.", disk_ok ? 1 : 0);
   gauge("ringd_disk_free_bytes", "Free bytes on the data directory's filesystem.", disk_free_bytes);

@@ -43,9 +43,6 @@ struct Metrics {
   std::atomic<uint64_t> frames_rejected{0};       // oversized or undecodable frames
   std::atomic<uint64_t> bytes_in{0};
   std::atomic<uint64_t> bytes_out{0};
-  std::atomic<uint64_t> commit_cycles{0};         // storage writes by the commit pipeline
-  std::atomic<uint64_t> commit_ops{0};            // mutations they carried
-  SecondsHistogram commit_write_seconds;          // one WriteBatch (+ fsync under sync)
 
   uint64_t total_requests() const;
   // Renders every metric plus the gauges passed in.

@@ -80,7 +80,7 @@ class PeerTransport : public replication::Transport {
 
   // The peers whose connection failed, or whose batches were dropped, since the last call;
   // sorted, each once.
-  std::vector<replication::NodeId> TakeUnreachable();
+  std::vector<replication::NodeId> TakeUnreachable() override;
 
   const PeerTransportStats& stats() const { return shared_->stats; }
 

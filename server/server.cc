@@ -3,14 +3,18 @@
 #include <spdlog/spdlog.h>
 
 #include "common/asio.h"
+#include <map>
+#include <random>
 #include <unordered_map>
 
 #include "proto/ring.pb.h"
 #include "proto/wire.h"
-#include "server/commit_pipeline.h"
+#include "replication/driver.h"
 #include "server/connection.h"
 #include "server/http.h"
 #include "server/metrics.h"
+#include "server/peer_transport.h"
+#include "server/replicated_kv.h"
 #include "server/service.h"
 #include "storage/engine.h"
 
@@ -40,6 +44,41 @@ Result<asio::ip::tcp::acceptor> Listen(asio::io_context& io, const Endpoint& ep,
   return acceptor;
 }
 
+// Replication metrics: the driver's counters, and per shard its term, commit and applied
+// index, apply lag and whether this node leads it.
+void RenderReplicationMetrics(const replication::Driver& d, std::string* out) {
+  const auto& st = d.stats();
+  auto counter = [&](const char* name, const char* help, uint64_t v) {
+    *out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n" + name + " " +
+            std::to_string(v) + "\n";
+  };
+  counter("ringd_raft_writes_total", "Storage writes by the replication driver (all shards' Readys in one batch).", st.writes.load());
+  counter("ringd_raft_fsyncs_total", "Of those, writes that were fsynced.", st.fsyncs.load());
+  counter("ringd_raft_write_failures_total", "Driver writes that failed and were retried.", st.write_failures.load());
+  counter("ringd_raft_entries_persisted_total", "Log entries made durable; divided by fsyncs, the group-commit batch size.", st.entries_persisted.load());
+  counter("ringd_raft_entries_applied_total", "Log entries applied to the state machine.", st.entries_applied.load());
+  counter("ringd_raft_messages_sent_total", "Raft messages handed to the peer transport.", st.messages_sent.load());
+  counter("ringd_raft_leader_changes_total", "Times a shard's known leader changed.", st.leader_changes.load());
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.9f", st.write_nanos.load() / 1e9);
+  *out += std::string("# HELP ringd_raft_write_seconds_total Time spent in driver writes, fsync included.\n") +
+          "# TYPE ringd_raft_write_seconds_total counter\nringd_raft_write_seconds_total " + buf + "\n";
+  auto groups = d.Groups();
+  const char* gauges[][2] = {{"ringd_shard_term", "Current Raft term of the shard on this node."},
+                             {"ringd_shard_commit_index", "Highest log index known committed."},
+                             {"ringd_shard_applied_index", "Highest log index applied to the data."},
+                             {"ringd_shard_apply_lag", "Committed entries not yet applied."},
+                             {"ringd_shard_is_leader", "1 if this node leads the shard."}};
+  for (int k = 0; k < 5; ++k) {
+    *out += std::string("# HELP ") + gauges[k][0] + " " + gauges[k][1] + "\n# TYPE " + gauges[k][0] + " gauge\n";
+    for (const auto& g : groups) {
+      uint64_t v = k == 0 ? g.term : k == 1 ? g.commit : k == 2 ? g.applied
+                 : k == 3 ? (g.commit > g.applied ? g.commit - g.applied : 0) : (g.role == replication::Role::kLeader ? 1 : 0);
+      *out += std::string(gauges[k][0]) + "{shard=\"" + std::to_string(g.group) + "\"} " + std::to_string(v) + "\n";
+    }
+  }
+}
+
 std::string BoundAddress(const asio::ip::tcp::acceptor& a) {
   auto ep = a.local_endpoint();
   Endpoint out{ep.address().to_string(), ep.port()};
@@ -52,7 +91,9 @@ struct Server::Impl {
   asio::io_context io{1};
   std::unique_ptr<storage::Engine> engine;
   Metrics metrics;
-  std::unique_ptr<CommitPipeline> pipeline;
+  std::unique_ptr<ReplicatedKv> state_machine;
+  std::unique_ptr<PeerTransport> transport;
+  std::unique_ptr<replication::Driver> driver;
   NodeContext node;
   std::optional<asio::ip::tcp::acceptor> acceptor;
   std::unique_ptr<HttpServer> http;
@@ -91,11 +132,37 @@ Result<std::unique_ptr<Server>> Server::Create(Config config) {
                                               [raw](const std::string& p) { return raw->HandleHttp(p); });
   }
 
-  impl->pipeline = std::make_unique<CommitPipeline>(impl->engine.get(), c.sync_policy == SyncPolicy::kSync,
-                                                    &impl->metrics);
+  // Every shard is a replication group whose voters are the peers (or this node alone).
+  replication::DriverOptions dopt;
+  dopt.node_id = ReplicaId(c);
+  uint64_t replicas = c.peers.empty() ? 1 : c.peers.size();
+  std::map<replication::NodeId, Endpoint> others;
+  for (uint64_t id = 1; id <= replicas; ++id) {
+    dopt.voters.push_back(id);
+    if (id != dopt.node_id) others.emplace(id, c.peers[id - 1]);
+  }
+  dopt.group_count = c.shard_count;
+  dopt.sync = c.sync_policy == SyncPolicy::kSync;
+  dopt.tick_interval = std::chrono::milliseconds(c.tick_ms);
+  dopt.election_tick = static_cast<int>(c.election_ticks);
+  dopt.seed = std::random_device{}();
+  impl->state_machine = std::make_unique<ReplicatedKv>(impl->engine.get());
+  impl->transport = std::make_unique<PeerTransport>(impl->io, dopt.node_id, std::move(others));
+  ASSIGN_OR_RETURN(impl->driver, replication::Driver::Start(dopt, impl->engine.get(), impl->transport.get(),
+                                                            impl->state_machine.get()));
+  // A one-node cluster elects itself at once; wait for that, so "ready" means serving.
+  if (c.peers.empty() && !impl->driver->WaitForLeaders(std::chrono::seconds(10), /*local_reads=*/true)) {
+    return Status::Unavailable("replication groups did not elect this node within 10 s");
+  }
   impl->node.config = &impl->config;
   impl->node.engine = impl->engine.get();
-  impl->node.pipeline = impl->pipeline.get();
+  impl->node.driver = impl->driver.get();
+  if (!c.peers.empty()) {
+    replication::Driver* driver = impl->driver.get();
+    impl->node.on_peer_messages = [driver](uint64_t, std::vector<replication::GroupMessage> msgs) {
+      driver->Deliver(std::move(msgs));
+    };
+  }
   impl->node.metrics = &impl->metrics;
   impl->node.shards = ShardRanges::Uniform(c.shard_count);
   impl->node.listen_address = impl->listen_address;
@@ -105,7 +172,7 @@ Result<std::unique_ptr<Server>> Server::Create(Config config) {
 Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Server::~Server() {
-  if (impl_ && impl_->pipeline) impl_->pipeline->Stop();
+  if (impl_ && impl_->driver) impl_->driver->Stop();
 }
 
 std::string Server::listen_address() const { return impl_->listen_address; }
@@ -186,8 +253,9 @@ HttpReply Server::Impl::HandleHttp(const std::string& path) {
   if (path == "/metrics") {
     uint64_t uptime = std::chrono::duration_cast<std::chrono::milliseconds>(
                           std::chrono::steady_clock::now() - node.started).count();
-    return {200, "text/plain; version=0.0.4",
-            metrics.Render(uptime, health.ok, health.disk_free_bytes, health.live_bytes, health.keys_estimate)};
+    std::string text = metrics.Render(uptime, health.ok, health.disk_free_bytes, health.live_bytes, health.keys_estimate);
+    RenderReplicationMetrics(*driver, &text);
+    return {200, "text/plain; version=0.0.4", std::move(text)};
   }
   if (path == "/health") {
     if (stopping) return {503, "text/plain", "shutting down\n"};
@@ -210,9 +278,11 @@ int Server::Run() {
                m.listen_address, m.metrics_address.empty() ? "off" : m.metrics_address,
                m.config.data_dir, SyncPolicyName(m.config.sync_policy));
   m.io.run();
-  // Everything received was answered or the grace period ran out; either way, commit what
-  // the pipeline holds so no accepted mutation is half-done, then flush.
-  m.pipeline->Stop();
+  // Everything received was answered or the grace period ran out. Stop the driver (a
+  // proposal still pending is failed; its entry, if committed, is applied on restart),
+  // close peer connections, then flush.
+  m.driver->Stop();
+  m.transport->Stop();
   Status s = m.engine->Flush();
   if (!s.ok()) {
     spdlog::error("flush at shutdown failed: {}", s.ToString());

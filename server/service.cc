@@ -1,8 +1,11 @@
 #include "server/service.h"
 
+#include <any>
+
 #include "common/limits.h"
 #include "proto/ring.pb.h"
 #include "proto/wire.h"
+#include "server/replicated_kv.h"
 
 namespace ring::server {
 
@@ -18,6 +21,7 @@ RequestKind KindOf(const pb::Request& req) {
     case pb::Request::kBatchPut: return RequestKind::kBatchPut;
     case pb::Request::kPing: return RequestKind::kPing;
     case pb::Request::kNodeStatus: return RequestKind::kNodeStatus;
+    case pb::Request::kRaft:  // peer traffic is routed before the service; never counted here
     case pb::Request::BODY_NOT_SET: break;
   }
   return RequestKind::kInvalid;
@@ -65,6 +69,36 @@ Status KvService::CheckShard(const pb::Request& req, std::string_view key) const
   return Status::OK();
 }
 
+Result<ShardId> KvService::SingleShard(const std::vector<std::string_view>& keys) const {
+  if (keys.empty()) return Status::InvalidArgument("request names no key");
+  ShardId first = node_->shards.ShardOfKey(keys.front());
+  for (size_t i = 1; i < keys.size(); ++i) {
+    ShardId s = node_->shards.ShardOfKey(keys[i]);
+    if (s != first) {
+      return Status::InvalidArgument("batch spans shards " + std::to_string(first) + " and " + std::to_string(s) +
+                                     " (key " + std::to_string(i) + "); keys of one batch must share a shard: use a {tag}");
+    }
+  }
+  return first;
+}
+
+void KvService::Redirect(NodeContext* node, ShardId shard, pb::Response* resp) {
+  replication::NodeId leader = node->driver->LeaderOf(shard);
+  std::string address = leader == replication::kNoNode ? "" : ReplicaAddress(*node->config, leader);
+  Status s;
+  if (leader == ReplicaId(*node->config)) {
+    s = Status::Unavailable("shard " + std::to_string(shard) + ": leader is confirming its read lease; retry");
+  } else {
+    s = Status::NotLeader("shard " + std::to_string(shard) + ": this node is not the leader" +
+                          (address.empty() ? " and knows of none yet" : "; the leader is " + address));
+  }
+  Fail(s, node->metrics, resp);
+  auto* r = resp->mutable_redirect();
+  if (s.code() == StatusCode::kNotLeader) r->set_leader(address);
+  r->set_shard(shard + 1);
+  r->set_shard_count(node->shards.count());
+}
+
 void KvService::HandleNodeStatus(pb::Response* resp) {
   auto* ns = resp->mutable_node_status();
   const Config& c = *node_->config;
@@ -83,6 +117,19 @@ void KvService::HandleNodeStatus(pb::Response* resp) {
   ns->set_disk_bytes(health.live_bytes);
   ns->set_disk_ok(health.ok);
   ns->set_disk_error(health.error);
+  std::vector<std::string> replicas;
+  for (uint64_t id = 1; id <= std::max<size_t>(1, c.peers.size()); ++id) replicas.push_back(ReplicaAddress(c, id));
+  for (const auto& g : node_->driver->Groups()) {
+    auto* sh = ns->add_shards();
+    sh->set_shard(static_cast<uint32_t>(g.group));
+    if (g.leader != replication::kNoNode) sh->set_leader(ReplicaAddress(c, g.leader));
+    sh->set_role(replication::RoleName(g.role));
+    sh->set_term(g.term);
+    sh->set_commit_index(g.commit);
+    sh->set_applied_index(g.applied);
+    sh->set_last_index(g.last_index);
+    for (const auto& r : replicas) sh->add_replicas(r);
+  }
 }
 
 bool KvService::Handle(const pb::Request& req, pb::Response* resp, const Later& later) {
@@ -91,14 +138,18 @@ bool KvService::Handle(const pb::Request& req, pb::Response* resp, const Later& 
   m->requests[static_cast<size_t>(kind)].fetch_add(1, std::memory_order_relaxed);
   resp->set_id(req.id());
 
-  // Mutations: validate, then hand to the pipeline.
-  KvOp op;
+  // Mutations: validate, then propose to the key's shard.
+  std::vector<std::string_view> keys;
   Status s;
   switch (req.body_case()) {
     case pb::Request::kGet: {
       const std::string& key = req.get().key();
       s = CheckKey(key);
       if (s.ok()) s = CheckShard(req, key);
+      if (s.ok() && !node_->driver->ReadLeaseValid(node_->shards.ShardOfKey(key))) {
+        Redirect(node_, node_->shards.ShardOfKey(key), resp);
+        return true;
+      }
       if (s.ok()) s = node_->engine->Get(storage::Cf::kData, DataKey(key), resp->mutable_get()->mutable_value());
       if (!s.ok()) {
         resp->clear_get();
@@ -113,6 +164,15 @@ bool KvService::Handle(const pb::Request& req, pb::Response* resp, const Later& 
       for (int i = 0; s.ok() && i < keys.size(); ++i) {
         s = CheckKey(keys[i]).WithContext("key " + std::to_string(i));
         dkeys.push_back(DataKey(keys[i]));
+      }
+      // Reads need no atomicity across shards: serve the batch if this node holds the
+      // read lease of every shard it touches, else redirect for the first one it lacks.
+      for (int i = 0; s.ok() && i < keys.size(); ++i) {
+        ShardId shard = node_->shards.ShardOfKey(keys[i]);
+        if (!node_->driver->ReadLeaseValid(shard)) {
+          Redirect(node_, shard, resp);
+          return true;
+        }
       }
       std::vector<std::optional<std::string>> values;
       if (s.ok()) s = node_->engine->MultiGet(storage::Cf::kData, dkeys, &values);
@@ -143,44 +203,35 @@ bool KvService::Handle(const pb::Request& req, pb::Response* resp, const Later& 
       HandleNodeStatus(resp);
       return true;
     case pb::Request::kPut:
-      op.kind = KvOp::Kind::kPut;
-      op.key = req.put().key();
-      op.value = req.put().value();
-      s = CheckKeyValue(op.key, op.value);
+      s = CheckKeyValue(req.put().key(), req.put().value());
+      keys.push_back(req.put().key());
       break;
     case pb::Request::kDel:
-      op.kind = KvOp::Kind::kDelete;
-      op.key = req.del().key();
-      s = CheckKey(op.key);
+      s = CheckKey(req.del().key());
+      keys.push_back(req.del().key());
       break;
     case pb::Request::kCas:
-      op.kind = KvOp::Kind::kCas;
-      op.key = req.cas().key();
-      op.value = req.cas().value();
-      op.expected = req.cas().expected();
-      op.expect_absent = req.cas().expect_absent();
-      s = CheckKeyValue(op.key, op.value);
-      if (s.ok() && op.expect_absent && !op.expected.empty()) {
+      s = CheckKeyValue(req.cas().key(), req.cas().value());
+      if (s.ok() && req.cas().expect_absent() && !req.cas().expected().empty()) {
         s = Status::InvalidArgument("cas: give either an expected value or expect_absent, not both");
       }
+      keys.push_back(req.cas().key());
       break;
     case pb::Request::kBatchPut: {
-      op.kind = KvOp::Kind::kBatchPut;
       const auto& pairs = req.batch_put().pairs();
       s = CheckBatchSize(pairs.size());
-      op.pairs.reserve(pairs.size());
       for (int i = 0; s.ok() && i < pairs.size(); ++i) {
         s = CheckKeyValue(pairs[i].key(), pairs[i].value()).WithContext("pair " + std::to_string(i));
-        op.pairs.emplace_back(pairs[i].key(), pairs[i].value());
-      }
-      if (s.ok() && req.shard() != 0) {
-        for (const auto& [k, v] : op.pairs) {
-          s = CheckShard(req, k);
-          if (!s.ok()) break;
-        }
+        keys.push_back(pairs[i].key());
       }
       break;
     }
+    default:
+      // Peer traffic (raft) is routed by the connection before it gets here; any other
+      // body this service does not serve is refused rather than guessed at.
+      Fail(Status::InvalidArgument(std::string("request type \"") + RequestKindName(req) +
+                                   "\" is not served here"), m, resp);
+      return true;
     case pb::Request::BODY_NOT_SET: {
       std::string fields = UnknownFields(req);
       Fail(Status::InvalidArgument(fields.empty() ? "request names no operation"
@@ -189,17 +240,38 @@ bool KvService::Handle(const pb::Request& req, pb::Response* resp, const Later& 
       return true;
     }
   }
-  if (s.ok() && op.kind != KvOp::Kind::kBatchPut) s = CheckShard(req, op.key);
-  if (!s.ok()) {
-    Fail(s, m, resp);
+  for (size_t i = 0; s.ok() && i < keys.size(); ++i) s = CheckShard(req, keys[i]);
+  Result<ShardId> shard = s.ok() ? SingleShard(keys) : Result<ShardId>(s);
+  if (!shard.ok()) {
+    Fail(shard.status(), m, resp);
     return true;
   }
 
+  // The command is the request itself, minus routing fields, stamped with the wall clock
+  // (used only to expire idle clients' dedup records, identically on every replica).
+  pb::Request cmd = req;
+  cmd.clear_id();
+  cmd.clear_shard();
+  cmd.clear_map_version();
+  uint64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::system_clock::now().time_since_epoch()).count();
   auto body = req.body_case();
   uint64_t id = req.id();
-  node_->pipeline->Submit(std::move(op), [later, body, id, m](KvResult r) {
+  ShardId sid = *shard;
+  NodeContext* node = node_;
+  node_->driver->Propose(sid, EncodeCommand(cmd, now_ms), [node, later, body, id, m, sid](Status st, std::any res) {
     pb::Response out;
     out.set_id(id);
+    if (!st.ok()) {
+      if (st.code() == StatusCode::kNotLeader) {
+        Redirect(node, sid, &out);
+      } else {
+        Fail(st, m, &out);
+      }
+      later(std::move(out));
+      return;
+    }
+    KvResult r = std::any_cast<KvResult>(std::move(res));
     if (!r.status.ok()) {
       Fail(r.status, m, &out);
     } else if (body == pb::Request::kPut) {

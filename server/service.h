@@ -1,12 +1,15 @@
 // server/service.h: what ringd does with one decoded request, independent of sockets.
 //
-// Reads (Get, BatchGet, Ping, NodeStatus) are answered immediately from the engine.
-// Mutations are validated, then submitted to the CommitPipeline; their reply is built when
-// the pipeline reports the result. Every request is checked against the protocol limits
-// and, when it names one, against the shard that owns its key.
+// Every key belongs to a shard, and every shard is a replication group. Mutations are
+// validated, stamped and proposed to their shard's log through the Driver; the reply is
+// built once the command is applied (exactly-once: see server/replicated_kv.h). Reads
+// (Get, BatchGet) are served from the engine while this node holds the shard's read
+// lease; otherwise the reply is NotLeader with the leader's address, so the client can
+// re-route. A batch must stay within one shard (use a {tag}). Every request is checked
+// against the protocol limits and, when it names one, against its key's shard.
 //
 // Thread-safety: Handle() runs on the I/O thread; the `later` callback of a mutation runs
-// on the commit thread.
+// on the driver thread.
 #pragma once
 
 #include <chrono>
@@ -15,8 +18,8 @@
 #include <vector>
 
 #include "common/keyspace.h"
+#include "replication/driver.h"
 #include "replication/transport.h"
-#include "server/commit_pipeline.h"
 #include "server/config.h"
 #include "server/metrics.h"
 #include "storage/engine.h"
@@ -32,7 +35,7 @@ namespace ring::server {
 struct NodeContext {
   const Config* config = nullptr;
   storage::Engine* engine = nullptr;
-  CommitPipeline* pipeline = nullptr;
+  replication::Driver* driver = nullptr;
   Metrics* metrics = nullptr;
   ShardRanges shards = ShardRanges::Uniform(1);
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
@@ -48,7 +51,7 @@ class KvService {
  public:
   explicit KvService(NodeContext* node) : node_(node) {}
 
-  // Replies to a mutation, built from its pipeline result. Runs on the commit thread.
+  // Replies to a mutation, built from its applied result. Runs on the driver thread.
   using Later = std::function<void(pb::Response&&)>;
 
   // Handles `req`. Returns true if *resp now holds the complete reply. Returns false if the
@@ -60,6 +63,11 @@ class KvService {
 
  private:
   Status CheckShard(const pb::Request& req, std::string_view key) const;
+  // The one shard all `keys` belong to, or InvalidArgument naming two that differ.
+  Result<ShardId> SingleShard(const std::vector<std::string_view>& keys) const;
+  // NotLeader (or Unavailable while the leader confirms its lease) with a redirect.
+  // Static: mutation callbacks may outlive the connection that owns this service.
+  static void Redirect(NodeContext* node, ShardId shard, pb::Response* resp);
   void HandleNodeStatus(pb::Response* resp);
 
   NodeContext* const node_;  // not owned

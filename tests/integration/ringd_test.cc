@@ -84,9 +84,13 @@ TEST_CASE("every operation round-trips through a real node", "[integration]") {
   CHECK_FALSE(cas.swapped);
   CHECK_FALSE(cas.current.has_value());
 
-  REQUIRE(c->BatchPut({{"b1", "x"}, {"b2", "y"}, {"{t}b3", "z"}}).ok());
+  // A batch put is atomic, so its keys must share a shard: a {tag} makes them.
+  REQUIRE(c->BatchPut({{"{b}1", "x"}, {"{b}2", "y"}, {"{b}3", "z"}}).ok());
+  Status cross = c->BatchPut({{"b1", "x"}, {"b2", "y"}});
+  CHECK(cross.IsInvalidArgument());
+  CHECK(cross.message().find("use a {tag}") != std::string::npos);
   std::vector<std::optional<std::string>> vals;
-  REQUIRE(c->BatchGet({"b1", "nope", "b2", "{t}b3"}, &vals).ok());
+  REQUIRE(c->BatchGet({"{b}1", "nope", "{b}2", "{b}3"}, &vals).ok());
   REQUIRE(vals.size() == 4);
   CHECK(vals[0] == std::optional<std::string>("x"));
   CHECK_FALSE(vals[1].has_value());
@@ -174,6 +178,7 @@ TEST_CASE("a thousand pipelined requests on one connection are all answered", "[
     REQUIRE(r.id() <= 1000);
     CHECK_FALSE(seen[r.id()]);
     seen[r.id()] = true;
+    INFO("reply " << r.id() << ": code " << r.code() << " " << r.message());
     CHECK((r.code() == pb::OK || r.code() == pb::NOT_FOUND));
   }
 }
@@ -414,7 +419,8 @@ TEST_CASE("metrics and health are served over HTTP", "[integration]") {
   auto [code, body] = HttpGet(node.metrics_address(), "/metrics");
   REQUIRE(code == 200);
   CHECK(body.find("ringd_requests_total{kind=\"put\"} 1") != std::string::npos);
-  CHECK(body.find("ringd_commit_write_seconds_count") != std::string::npos);
+  CHECK(body.find("ringd_raft_fsyncs_total") != std::string::npos);
+  CHECK(body.find("ringd_shard_is_leader{shard=\"0\"} 1") != std::string::npos);
   auto [hcode, hbody] = HttpGet(node.metrics_address(), "/health");
   CHECK(hcode == 200);
   CHECK(hbody == "ok\n");

@@ -47,6 +47,18 @@ struct CasResult {
   std::optional<std::string> current;  // when not swapped: the key's value, nullopt if absent
 };
 
+// One shard's replication state as one node sees it.
+struct ShardInfo {
+  uint32_t shard = 0;
+  std::string leader;  // HOST:PORT, empty if unknown
+  std::string role;    // this node's role: follower, pre-candidate, candidate, leader
+  uint64_t term = 0;
+  uint64_t commit_index = 0;
+  uint64_t applied_index = 0;
+  uint64_t last_index = 0;
+  std::vector<std::string> replicas;
+};
+
 // A node's self-description, as returned by NodeStatus.
 struct NodeInfo {
   std::string node_id;
@@ -61,6 +73,7 @@ struct NodeInfo {
   uint64_t disk_bytes = 0;
   bool disk_ok = true;
   std::string disk_error;
+  std::vector<ShardInfo> shards;
 };
 
 class Client {

@@ -22,6 +22,12 @@ struct ClientOptions {
   // Deadline for establishing one TCP connection.
   std::chrono::milliseconds connect_timeout{1000};
 
+  // A node that has not answered a request within this time is presumed stuck (stopped,
+  // partitioned): the request is sent again to another node, until the call's deadline.
+  // Resending is safe for mutations too: each carries (client_id, seq) and is applied at
+  // most once.
+  std::chrono::milliseconds attempt_timeout{1000};
+
   // Upper bound on requests in flight per connection; further calls wait in the client
   // until replies free a slot (or their deadline passes). Bounds the node's memory too.
   int max_inflight_per_connection = 1024;

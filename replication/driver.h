@@ -1,0 +1,171 @@
+// replication/driver.h: the Driver, which runs every replication group of one node.
+//
+// One driver thread owns all of the node's RaftCores (one per shard) and their logs. Each
+// cycle it:
+//   1. takes the inputs queued since the last cycle: peer messages (Deliver), proposals
+//      (Propose), and the ticks that fell due on the monotonic clock;
+//   2. collects the Ready of every group that has one and stages ALL of them into ONE
+//      storage WriteBatch: snapshots, log entries, hard states, the state machine's
+//      effects of the committed entries, and each group's applied index;
+//   3. writes that batch once, with ONE fsync (when any group needs one and the sync
+//      policy is `sync`): group commit across shards and clients;
+//   4. only then sends the cycle's messages, one Transport::Send per destination node;
+//   5. completes the proposals whose entries were applied, and Advance()s every core.
+//
+// THE PERSISTENCE RULE (see raft_core.h): no message leaves before the write that makes
+// its entries and hard state durable has returned OK. If the write fails, nothing is
+// sent, nothing is advanced, and the same Readys are staged again on the next attempt
+// (the disk may be full); their effects are deterministic, so staging twice is harmless.
+//
+// Applied entries and the applied index are written in the same batch as the log, so
+// after a crash a group resumes exactly where its state machine is.
+//
+// Reads: the driver publishes, per group, until when this node may serve reads locally
+// (leader, read lease held, and its own term's first entry applied); ReadLeaseValid() is
+// a lock-free check callers on other threads make per request.
+//
+// Thread-safety: Deliver, Propose, ReadLeaseValid, LeaderOf and Stop may be called from
+// any thread. Proposal callbacks run on the driver thread and must only hand off.
+#pragma once
+
+#include <any>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "common/status.h"
+#include "replication/raft_core.h"
+#include "replication/rocks_log_storage.h"
+#include "replication/transport.h"
+#include "storage/engine.h"
+
+namespace ring::replication {
+
+// The application side of a group: turns committed entries into storage writes.
+class StateMachine {
+ public:
+  virtual ~StateMachine() = default;
+  // Applies `entries` (committed, in order, normal entries with data only) of `group`,
+  // adding their effects to *batch; (*results)[i] is handed to the proposer of
+  // entries[i]. Deterministic: every replica computes the same effects. Driver thread.
+  virtual void Apply(uint64_t group, const std::vector<const Entry*>& entries,
+                     storage::WriteBatch* batch, std::vector<std::any>* results) = 0;
+};
+
+struct DriverOptions {
+  NodeId node_id = kNoNode;
+  std::vector<NodeId> voters;  // the founding voters of every group (static membership)
+  uint64_t group_count = 1;    // groups 0 .. group_count-1
+  bool sync = true;            // fsync each cycle's write when a Ready needs it
+  std::chrono::milliseconds tick_interval{50};
+  int election_tick = 10;  // election timeout: 10..19 ticks
+  int heartbeat_tick = 1;
+  uint64_t seed = 0;  // mixed with node and group ids for election jitter
+};
+
+// Counters for the metrics endpoint. Updated by the driver thread.
+struct DriverStats {
+  std::atomic<uint64_t> cycles{0};
+  std::atomic<uint64_t> writes{0};
+  std::atomic<uint64_t> fsyncs{0};
+  std::atomic<uint64_t> write_failures{0};
+  std::atomic<uint64_t> entries_persisted{0};
+  std::atomic<uint64_t> entries_applied{0};
+  std::atomic<uint64_t> messages_sent{0};
+  std::atomic<uint64_t> leader_changes{0};
+  std::atomic<uint64_t> write_nanos{0};  // time spent in Engine::Write
+};
+
+// A group's state for status pages, copied under the driver's lock.
+struct GroupStatus {
+  uint64_t group = 0;
+  NodeId leader = kNoNode;
+  Role role = Role::kFollower;
+  uint64_t term = 0;
+  uint64_t commit = 0;
+  uint64_t applied = 0;
+  uint64_t last_index = 0;
+};
+
+class Driver {
+ public:
+  using ProposeDone = std::function<void(Status, std::any result)>;
+
+  // Opens (or bootstraps, on first start) every group's log from `engine` and starts the
+  // driver thread. `engine`, `transport` and `state_machine` must outlive the driver.
+  static Result<std::unique_ptr<Driver>> Start(const DriverOptions& options, storage::Engine* engine,
+                                               Transport* transport, StateMachine* state_machine);
+  ~Driver();  // Stop()
+
+  // Queues messages received from node `from`.
+  void Deliver(std::vector<GroupMessage> msgs);
+
+  // Proposes `data` to `group`. `done` runs once on the driver thread: OK with the state
+  // machine's result once applied; NotLeader (message names the leader id, see LeaderOf)
+  // if this node does not lead the group or loses leadership before the entry commits;
+  // Busy during a leadership transfer; Unavailable once stopped.
+  void Propose(uint64_t group, std::string data, ProposeDone done);
+
+  // True if a read of `group` may be served from this node's state right now.
+  bool ReadLeaseValid(uint64_t group) const;
+  // The leader this node last heard of for `group` (kNoNode if unknown).
+  NodeId LeaderOf(uint64_t group) const;
+
+  // Asks the group's leader (if it is this node) to hand leadership to `target`.
+  void TransferLeadership(uint64_t group, NodeId target);
+
+  std::vector<GroupStatus> Groups() const;
+
+  // Waits until every group has a leader this node knows of, up to `timeout`; with
+  // `local_reads`, until this node can serve every group's reads itself. True if so.
+  bool WaitForLeaders(std::chrono::milliseconds timeout, bool local_reads = false) const;
+  const DriverStats& stats() const { return stats_; }
+
+  // Fails pending proposals with Unavailable and joins the thread. Idempotent.
+  void Stop();
+
+ private:
+  struct Group;
+  struct Proposal {
+    uint64_t group = 0;
+    std::string data;
+    ProposeDone done;
+  };
+  Driver(const DriverOptions& options, storage::Engine* engine, Transport* transport, StateMachine* sm);
+  void Loop();
+  void Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* proposals, int ticks);
+  void PublishLeases(std::chrono::steady_clock::time_point tick_time);
+
+  // Constant after construction.
+  const DriverOptions options_;
+  storage::Engine* const engine_;
+  Transport* const transport_;
+  StateMachine* const state_machine_;
+
+  // Driver thread only.
+  std::vector<std::unique_ptr<Group>> groups_;
+  std::chrono::steady_clock::time_point last_tick_time_;
+
+  // Published for other threads: per group, lease deadline (steady ns; 0 = none) and leader.
+  std::unique_ptr<std::atomic<int64_t>[]> lease_deadline_ns_;
+  std::unique_ptr<std::atomic<uint64_t>[]> leader_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<GroupMessage> inbox_;   // guarded by mu_
+  std::vector<Proposal> proposals_;   // guarded by mu_
+  std::vector<std::pair<uint64_t, NodeId>> transfers_;  // guarded by mu_
+  std::vector<GroupStatus> status_;   // guarded by mu_, refreshed each cycle
+  bool stopping_ = false;             // guarded by mu_
+
+  DriverStats stats_;
+  std::thread thread_;
+};
+
+}  // namespace ring::replication

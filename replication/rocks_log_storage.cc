@@ -1,0 +1,271 @@
+#include "replication/rocks_log_storage.h"
+
+#include "common/keyspace.h"
+
+namespace ring::replication {
+
+namespace {
+
+void PutBe64(std::string* out, uint64_t v) { out->append(HashPrefix(v)); }
+
+// Reads a big-endian u64 at *pos, advancing it; false if the input is too short.
+bool GetBe64(std::string_view in, size_t* pos, uint64_t* v) {
+  if (in.size() < *pos + 8) return false;
+  uint64_t x = 0;
+  for (int i = 0; i < 8; ++i) x = (x << 8) | static_cast<unsigned char>(in[*pos + i]);
+  *pos += 8;
+  *v = x;
+  return true;
+}
+
+std::string GroupPrefix(uint64_t group) { return HashPrefix(group); }
+
+std::string MetaKey(uint64_t group, const char* what) {
+  std::string k = "rl/";
+  PutBe64(&k, group);
+  k += what;
+  return k;
+}
+
+std::string EncodeHardState(const HardState& hs) {
+  std::string out;
+  PutBe64(&out, hs.term);
+  PutBe64(&out, hs.vote);
+  PutBe64(&out, hs.commit);
+  return out;
+}
+
+void EncodeIds(const std::vector<NodeId>& ids, std::string* out) {
+  PutBe64(out, ids.size());
+  for (NodeId id : ids) PutBe64(out, id);
+}
+
+bool DecodeIds(std::string_view in, size_t* pos, std::vector<NodeId>* ids) {
+  uint64_t n = 0;
+  if (!GetBe64(in, pos, &n) || n > (in.size() - *pos) / 8) return false;
+  ids->resize(n);
+  for (auto& id : *ids) {
+    if (!GetBe64(in, pos, &id)) return false;
+  }
+  return true;
+}
+
+std::string EncodeSnapshot(const Snapshot& s) {
+  std::string out;
+  PutBe64(&out, s.meta.index);
+  PutBe64(&out, s.meta.term);
+  EncodeIds(s.meta.conf.voters, &out);
+  EncodeIds(s.meta.conf.learners, &out);
+  out += s.data;
+  return out;
+}
+
+Result<Snapshot> DecodeSnapshot(uint64_t group, std::string_view in) {
+  Snapshot s;
+  size_t pos = 0;
+  if (!GetBe64(in, &pos, &s.meta.index) || !GetBe64(in, &pos, &s.meta.term) ||
+      !DecodeIds(in, &pos, &s.meta.conf.voters) || !DecodeIds(in, &pos, &s.meta.conf.learners)) {
+    return Status::Corruption("group " + std::to_string(group) + ": snapshot record is truncated");
+  }
+  s.data = std::string(in.substr(pos));
+  return s;
+}
+
+}  // namespace
+
+std::string EncodeEntry(const Entry& e) {
+  std::string out;
+  out.reserve(9 + e.data.size());
+  out.push_back(static_cast<char>(e.type));
+  PutBe64(&out, e.term);
+  out += e.data;
+  return out;
+}
+
+Result<Entry> DecodeEntry(uint64_t index, std::string_view bytes) {
+  size_t pos = 1;
+  Entry e;
+  if (bytes.empty() || !GetBe64(bytes, &pos, &e.term)) {
+    return Status::Corruption("log entry " + std::to_string(index) + " is truncated");
+  }
+  auto type = static_cast<uint8_t>(bytes[0]);
+  if (type > static_cast<uint8_t>(EntryType::kConfChange)) {
+    return Status::Corruption("log entry " + std::to_string(index) + " has unknown type " + std::to_string(type));
+  }
+  e.type = static_cast<EntryType>(type);
+  e.index = index;
+  e.data = std::string(bytes.substr(pos));
+  return e;
+}
+
+std::string RocksLogStorage::EntryKey(uint64_t index) const {
+  std::string k = GroupPrefix(group_);
+  PutBe64(&k, index);
+  return k;
+}
+
+Result<std::unique_ptr<RocksLogStorage>> RocksLogStorage::Open(storage::Engine* engine, uint64_t group) {
+  std::unique_ptr<RocksLogStorage> s(new RocksLogStorage(engine, group));
+  RETURN_IF_ERROR(s->LoadMeta());
+  return s;
+}
+
+Status RocksLogStorage::LoadMeta() {
+  const std::string ctx = "group " + std::to_string(group_);
+  std::string v;
+  Status s = engine_->Get(storage::Cf::kMeta, MetaKey(group_, "/hs"), &v);
+  if (s.ok()) {
+    size_t pos = 0;
+    if (!GetBe64(v, &pos, &hard_state_.term) || !GetBe64(v, &pos, &hard_state_.vote) ||
+        !GetBe64(v, &pos, &hard_state_.commit)) {
+      return Status::Corruption(ctx + ": hard state record is truncated");
+    }
+  } else if (!s.IsNotFound()) {
+    return s.WithContext(ctx + ": reading hard state");
+  }
+  s = engine_->Get(storage::Cf::kMeta, MetaKey(group_, "/snap"), &v);
+  if (s.ok()) {
+    ASSIGN_OR_RETURN(snapshot_, DecodeSnapshot(group_, v));
+  } else if (!s.IsNotFound()) {
+    return s.WithContext(ctx + ": reading snapshot");
+  }
+  first_index_ = snapshot_.meta.index + 1;
+  last_index_ = snapshot_.meta.index;
+  // The last entry is the greatest key of the group's range.
+  uint64_t last = 0;
+  bool corrupt = false;
+  RETURN_IF_ERROR(engine_->Scan(storage::Cf::kRaftLog, EntryKey(first_index_), GroupPrefix(group_ + 1),
+                                [&](std::string_view key, std::string_view) {
+                                  size_t pos = 8;
+                                  if (!GetBe64(key, &pos, &last)) corrupt = true;
+                                  return !corrupt;
+                                }));
+  if (corrupt) return Status::Corruption(ctx + ": malformed log key");
+  if (last >= first_index_) last_index_ = last;
+  return Status::OK();
+}
+
+Result<StoredState> RocksLogStorage::InitialState() const {
+  return StoredState{hard_state_, snapshot_.meta.conf};
+}
+
+Result<std::vector<Entry>> RocksLogStorage::Entries(uint64_t lo, uint64_t hi, uint64_t max_bytes) const {
+  if (lo < first_index_) return CompactedError(lo, first_index_);
+  if (hi > last_index_ + 1) {
+    return Status::Unavailable("entries up to " + std::to_string(hi - 1) + " requested; last index is " +
+                               std::to_string(last_index_));
+  }
+  std::vector<Entry> out;
+  if (lo >= hi) return out;
+  uint64_t bytes = 0;
+  Status decode_status;
+  RETURN_IF_ERROR(engine_->Scan(storage::Cf::kRaftLog, EntryKey(lo), EntryKey(hi),
+                                [&](std::string_view key, std::string_view value) {
+                                  size_t pos = 8;
+                                  uint64_t index = 0;
+                                  GetBe64(key, &pos, &index);
+                                  auto e = DecodeEntry(index, value);
+                                  if (!e.ok()) {
+                                    decode_status = e.status();
+                                    return false;
+                                  }
+                                  bytes += e->ByteSize();
+                                  if (!out.empty() && bytes > max_bytes) return false;
+                                  out.push_back(std::move(e).value());
+                                  return true;
+                                }));
+  RETURN_IF_ERROR(decode_status.WithContext("group " + std::to_string(group_)));
+  if (out.empty() || out.front().index != lo) {
+    return Status::Corruption("group " + std::to_string(group_) + ": log entry " + std::to_string(lo) + " is missing");
+  }
+  return out;
+}
+
+Result<uint64_t> RocksLogStorage::Term(uint64_t index) const {
+  if (index + 1 == first_index_) return snapshot_.meta.term;
+  if (index + 1 < first_index_) return CompactedError(index, first_index_);
+  if (index > last_index_) {
+    return Status::Unavailable("term of " + std::to_string(index) + " requested; last index is " +
+                               std::to_string(last_index_));
+  }
+  std::string v;
+  Status s = engine_->Get(storage::Cf::kRaftLog, EntryKey(index), &v);
+  if (s.IsNotFound()) {
+    return Status::Corruption("group " + std::to_string(group_) + ": log entry " + std::to_string(index) + " is missing");
+  }
+  RETURN_IF_ERROR(s);
+  ASSIGN_OR_RETURN(Entry e, DecodeEntry(index, v));
+  return e.term;
+}
+
+Result<Snapshot> RocksLogStorage::Snapshot() const { return snapshot_; }
+
+Status RocksLogStorage::Append(const std::vector<Entry>& entries, storage::WriteBatch* batch) {
+  if (entries.empty()) return Status::OK();
+  uint64_t first = pending_.first_index.value_or(first_index_);
+  uint64_t last = pending_.last_index.value_or(last_index_);
+  uint64_t lo = entries.front().index;
+  if (lo > last + 1) {
+    return Status::InvalidArgument("group " + std::to_string(group_) + ": append at " + std::to_string(lo) +
+                                   " would leave a gap after " + std::to_string(last));
+  }
+  for (const Entry& e : entries) {
+    if (e.index < first) continue;  // already covered by the snapshot
+    batch->Put(storage::Cf::kRaftLog, EntryKey(e.index), EncodeEntry(e));
+  }
+  uint64_t new_last = entries.back().index;
+  if (new_last < last) {
+    // A conflicting suffix from an older term is replaced: drop what lies beyond.
+    batch->DeleteRange(storage::Cf::kRaftLog, EntryKey(new_last + 1), EntryKey(last + 1));
+  }
+  if (new_last >= first) pending_.last_index = new_last;
+  return Status::OK();
+}
+
+void RocksLogStorage::Bootstrap(const ConfState& conf, storage::WriteBatch* batch) {
+  replication::Snapshot snap;
+  snap.meta.conf = conf;
+  batch->Put(storage::Cf::kMeta, MetaKey(group_, "/snap"), EncodeSnapshot(snap));
+  pending_.snapshot = std::move(snap);
+}
+
+void RocksLogStorage::SetHardState(const HardState& hs, storage::WriteBatch* batch) {
+  batch->Put(storage::Cf::kMeta, MetaKey(group_, "/hs"), EncodeHardState(hs));
+  pending_.hard_state = hs;
+}
+
+void RocksLogStorage::ApplySnapshot(const replication::Snapshot& snap, storage::WriteBatch* batch) {
+  batch->DeleteRange(storage::Cf::kRaftLog, GroupPrefix(group_), GroupPrefix(group_ + 1));
+  batch->Put(storage::Cf::kMeta, MetaKey(group_, "/snap"), EncodeSnapshot(snap));
+  pending_.snapshot = snap;
+  pending_.first_index = snap.meta.index + 1;
+  pending_.last_index = snap.meta.index;
+}
+
+Status RocksLogStorage::Compact(const replication::Snapshot& snap, storage::WriteBatch* batch) {
+  uint64_t first = pending_.first_index.value_or(first_index_);
+  uint64_t last = pending_.last_index.value_or(last_index_);
+  uint64_t idx = snap.meta.index;
+  if (idx + 1 < first) return Status::OK();  // already compacted further
+  if (idx > last) {
+    return Status::InvalidArgument("group " + std::to_string(group_) + ": cannot compact to " +
+                                   std::to_string(idx) + " past the last index " + std::to_string(last));
+  }
+  batch->DeleteRange(storage::Cf::kRaftLog, EntryKey(first), EntryKey(idx + 1));
+  batch->Put(storage::Cf::kMeta, MetaKey(group_, "/snap"), EncodeSnapshot(snap));
+  pending_.snapshot = snap;
+  pending_.first_index = idx + 1;
+  return Status::OK();
+}
+
+void RocksLogStorage::OnWritten() {
+  if (pending_.snapshot) snapshot_ = std::move(*pending_.snapshot);
+  if (pending_.first_index) first_index_ = *pending_.first_index;
+  if (pending_.last_index) last_index_ = *pending_.last_index;
+  if (pending_.hard_state) hard_state_ = *pending_.hard_state;
+  pending_ = Pending{};
+}
+
+void RocksLogStorage::OnWriteFailed() { pending_ = Pending{}; }
+
+}  // namespace ring::replication

@@ -1,0 +1,91 @@
+// replication/rocks_log_storage.h: the durable Raft log of one replication group, kept in
+// the engine's `raftlog` column family, implementing the LogStorage seam.
+//
+// Layout:
+//   raftlog  be64(group) || be64(index)  ->  entry (type byte, be64 term, data)
+//   meta     "rl/" be64(group) "/hs"     ->  hard state (term, vote, commit)
+//   meta     "rl/" be64(group) "/snap"   ->  snapshot meta (index, term, conf) + data
+// An entry's index is its key, so a group's log is one contiguous range and truncating a
+// conflicting suffix or compacting a prefix is one DeleteRange.
+//
+// Writes are STAGED: Append, SetHardState, ApplySnapshot and Compact add their effects to
+// the caller's WriteBatch (the driver's single per-cycle batch, so every group's log
+// writes share one fsync) and record what will change. OnWritten() makes the change
+// visible to readers once that batch's Write returned OK; OnWriteFailed() drops it. The
+// core only ever reads what was durably written, which is what the LogStorage contract
+// promises it.
+//
+// Thread-safety: none; the driver thread owns every group's storage.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "replication/log_storage.h"
+#include "storage/engine.h"
+
+namespace ring::replication {
+
+class RocksLogStorage final : public LogStorage {
+ public:
+  // Loads the group's first/last index, hard state and snapshot meta from `engine`.
+  // A group never written before starts empty. `engine` must outlive the storage.
+  static Result<std::unique_ptr<RocksLogStorage>> Open(storage::Engine* engine, uint64_t group);
+
+  // --- LogStorage (reads see only what OnWritten() published) ---
+  Result<StoredState> InitialState() const override;
+  Result<std::vector<Entry>> Entries(uint64_t lo, uint64_t hi, uint64_t max_bytes) const override;
+  Result<uint64_t> Term(uint64_t index) const override;
+  uint64_t FirstIndex() const override { return first_index_; }
+  uint64_t LastIndex() const override { return last_index_; }
+  Result<replication::Snapshot> Snapshot() const override;
+
+  // --- staged writes ---
+  // Gives a brand-new group its founding configuration (an index-0 snapshot record).
+  void Bootstrap(const ConfState& conf, storage::WriteBatch* batch);
+  // Appends `entries` (consecutive indexes); any stored suffix from entries[0].index on is
+  // replaced. InvalidArgument if they would leave a gap or overwrite the snapshot.
+  Status Append(const std::vector<Entry>& entries, storage::WriteBatch* batch);
+  void SetHardState(const HardState& hs, storage::WriteBatch* batch);
+  // Replaces the whole log with `snap`: entries are dropped, FirstIndex becomes
+  // snap.meta.index + 1.
+  void ApplySnapshot(const replication::Snapshot& snap, storage::WriteBatch* batch);
+  // Records a snapshot of the application's state at `meta.index` (which must be applied)
+  // and drops the entries up to it. Entries after it are kept.
+  Status Compact(const replication::Snapshot& snap, storage::WriteBatch* batch);
+
+  void OnWritten();
+  void OnWriteFailed();
+
+  uint64_t group() const { return group_; }
+
+ private:
+  RocksLogStorage(storage::Engine* engine, uint64_t group) : engine_(engine), group_(group) {}
+  std::string EntryKey(uint64_t index) const;
+  Status LoadMeta();
+
+  storage::Engine* const engine_;
+  const uint64_t group_;
+
+  // Published state: what the engine durably holds.
+  uint64_t first_index_ = 1;
+  uint64_t last_index_ = 0;
+  HardState hard_state_;
+  replication::Snapshot snapshot_;  // meta.index == 0: none
+
+  // Staged by the current cycle, published by OnWritten().
+  struct Pending {
+    std::optional<uint64_t> first_index, last_index;
+    std::optional<HardState> hard_state;
+    std::optional<replication::Snapshot> snapshot;
+  };
+  Pending pending_;
+};
+
+// Encodings, public for tests.
+std::string EncodeEntry(const Entry& e);
+Result<Entry> DecodeEntry(uint64_t index, std::string_view bytes);
+
+}  // namespace ring::replication

@@ -1,0 +1,222 @@
+#include "server/replicated_kv.h"
+
+#include <map>
+
+#include "common/keyspace.h"
+#include "proto/ring.pb.h"
+
+namespace ring::server {
+
+namespace {
+
+void PutU64(std::string* out, uint64_t v) { out->append(HashPrefix(v)); }
+
+bool GetU64(std::string_view in, size_t* pos, uint64_t* v) {
+  if (in.size() < *pos + 8) return false;
+  uint64_t x = 0;
+  for (int i = 0; i < 8; ++i) x = (x << 8) | static_cast<unsigned char>(in[*pos + i]);
+  *pos += 8;
+  *v = x;
+  return true;
+}
+
+std::string ClientKey(uint64_t group, uint64_t client) {
+  std::string k = "x/";
+  PutU64(&k, group);
+  PutU64(&k, client);
+  return k;
+}
+
+// A client's dedup record: when it was last seen, and results by seq.
+struct ClientRecord {
+  uint64_t last_active_ms = 0;
+  std::map<uint64_t, std::string> results;  // seq -> encoded KvResult
+};
+
+std::string EncodeResult(const KvResult& r) {
+  std::string out;
+  out.push_back(static_cast<char>(r.status.code()));
+  out.push_back(static_cast<char>((r.existed ? 1 : 0) | (r.swapped ? 2 : 0) | (r.current ? 4 : 0)));
+  PutU64(&out, r.status.message().size());
+  out += r.status.message();
+  if (r.current) out += *r.current;
+  return out;
+}
+
+KvResult DecodeResult(std::string_view in) {
+  KvResult r;
+  size_t pos = 2;
+  uint64_t mlen = 0;
+  if (in.size() < 2 || !GetU64(in, &pos, &mlen) || in.size() < pos + mlen) {
+    r.status = Status::Corruption("dedup record is truncated");
+    return r;
+  }
+  auto code = static_cast<StatusCode>(static_cast<uint8_t>(in[0]));
+  std::string msg(in.substr(pos, mlen));
+  pos += mlen;
+  if (code != StatusCode::kOk) r.status = Status(code, msg);
+  uint8_t flags = static_cast<uint8_t>(in[1]);
+  r.existed = flags & 1;
+  r.swapped = flags & 2;
+  if (flags & 4) r.current = std::string(in.substr(pos));
+  return r;
+}
+
+std::string EncodeRecord(const ClientRecord& rec) {
+  std::string out;
+  PutU64(&out, rec.last_active_ms);
+  PutU64(&out, rec.results.size());
+  for (const auto& [seq, res] : rec.results) {
+    PutU64(&out, seq);
+    PutU64(&out, res.size());
+    out += res;
+  }
+  return out;
+}
+
+bool DecodeRecord(std::string_view in, ClientRecord* rec) {
+  size_t pos = 0;
+  uint64_t n = 0;
+  if (!GetU64(in, &pos, &rec->last_active_ms) || !GetU64(in, &pos, &n)) return false;
+  for (uint64_t i = 0; i < n; ++i) {
+    uint64_t seq = 0, len = 0;
+    if (!GetU64(in, &pos, &seq) || !GetU64(in, &pos, &len) || in.size() < pos + len) return false;
+    rec->results.emplace(seq, std::string(in.substr(pos, len)));
+    pos += len;
+  }
+  return true;
+}
+
+bool ToOp(const pb::Request& req, KvOp* op) {
+  switch (req.body_case()) {
+    case pb::Request::kPut:
+      op->kind = KvOp::Kind::kPut;
+      op->key = req.put().key();
+      op->value = req.put().value();
+      return true;
+    case pb::Request::kDel:
+      op->kind = KvOp::Kind::kDelete;
+      op->key = req.del().key();
+      return true;
+    case pb::Request::kCas:
+      op->kind = KvOp::Kind::kCas;
+      op->key = req.cas().key();
+      op->value = req.cas().value();
+      op->expected = req.cas().expected();
+      op->expect_absent = req.cas().expect_absent();
+      return true;
+    case pb::Request::kBatchPut:
+      op->kind = KvOp::Kind::kBatchPut;
+      for (const auto& kv : req.batch_put().pairs()) op->pairs.emplace_back(kv.key(), kv.value());
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+std::string EncodeCommand(const pb::Request& req, uint64_t now_ms) {
+  std::string out;
+  PutU64(&out, now_ms);
+  req.AppendToString(&out);
+  return out;
+}
+
+void ReplicatedKv::Apply(uint64_t group, const std::vector<const replication::Entry*>& entries,
+                         storage::WriteBatch* batch, std::vector<std::any>* results) {
+  results->assign(entries.size(), std::any());
+  // Decode every command; find which are duplicates. Records are loaded once per client.
+  std::map<uint64_t, ClientRecord> clients;
+  std::vector<KvOp> ops(entries.size());
+  std::vector<int> kind(entries.size(), 0);  // 0 apply, 1 duplicate, 2 refused, 3 same as an earlier entry
+  std::vector<size_t> same_as(entries.size(), 0);
+  std::map<std::pair<uint64_t, uint64_t>, size_t> in_batch;  // (client, seq) -> first entry
+  std::vector<KvResult> early(entries.size());
+  std::vector<uint64_t> client_of(entries.size(), 0), seq_of(entries.size(), 0);
+  uint64_t newest_ms = 0;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    std::string_view data = entries[i]->data;
+    size_t pos = 0;
+    uint64_t stamp = 0;
+    pb::Request req;
+    if (!GetU64(data, &pos, &stamp) || !req.ParseFromArray(data.data() + pos, static_cast<int>(data.size() - pos)) ||
+        !ToOp(req, &ops[i])) {
+      kind[i] = 2;
+      early[i].status = Status::Corruption("log entry " + std::to_string(entries[i]->index) + " is not a command");
+      continue;
+    }
+    newest_ms = std::max(newest_ms, stamp);
+    uint64_t client = req.client_id();
+    if (client == 0) continue;  // a caller that opted out of exactly-once
+    client_of[i] = client;
+    seq_of[i] = req.seq();
+    auto [it, fresh] = clients.try_emplace(client);
+    ClientRecord& rec = it->second;
+    if (fresh) {
+      std::string v;
+      if (engine_->Get(storage::Cf::kMeta, ClientKey(group, client), &v).ok()) DecodeRecord(v, &rec);
+    }
+    rec.last_active_ms = std::max(rec.last_active_ms, stamp);
+    // Results the client has seen answered are no longer needed.
+    rec.results.erase(rec.results.begin(), rec.results.lower_bound(req.first_incomplete_seq()));
+    if (auto [b, first] = in_batch.try_emplace({client, req.seq()}, i); !first) {
+      // A retry that reached the log while its original is in this very batch.
+      kind[i] = 3;
+      same_as[i] = b->second;
+    } else if (auto r = rec.results.find(req.seq()); r != rec.results.end()) {
+      kind[i] = 1;
+      early[i] = DecodeResult(r->second);
+    } else if (req.seq() < req.first_incomplete_seq()) {
+      kind[i] = 2;
+      early[i].status = Status::InvalidArgument("request seq " + std::to_string(req.seq()) +
+                                                " was already answered (stale retry)");
+    }
+  }
+
+  std::vector<const KvOp*> to_apply;
+  std::vector<size_t> where;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    if (kind[i] == 0) {
+      to_apply.push_back(&ops[i]);
+      where.push_back(i);
+    }
+  }
+  std::vector<KvResult> applied;
+  kv_.Apply(to_apply, batch, &applied);
+  std::vector<KvResult> final_results = std::move(early);
+  for (size_t k = 0; k < where.size(); ++k) {
+    size_t i = where[k];
+    final_results[i] = std::move(applied[k]);
+    if (client_of[i] != 0) {
+      ClientRecord& rec = clients[client_of[i]];
+      rec.results[seq_of[i]] = EncodeResult(final_results[i]);
+      while (rec.results.size() > kMaxResultsPerClient) rec.results.erase(rec.results.begin());
+    }
+  }
+  for (size_t i = 0; i < entries.size(); ++i) {
+    if (kind[i] == 3) final_results[i] = final_results[same_as[i]];
+  }
+  for (const auto& [client, rec] : clients) {
+    batch->Put(storage::Cf::kMeta, ClientKey(group, client), EncodeRecord(rec));
+  }
+  // Forget idle clients now and then; the trigger is the log index, so every replica
+  // expires the same clients at the same point.
+  if (!entries.empty() && entries.back()->index / 1024 != (entries.front()->index - 1) / 1024 && newest_ms > kClientRetentionMs) {
+    std::string prefix = "x/" + HashPrefix(group);
+    std::string end = "x/" + HashPrefix(group + 1);
+    engine_->Scan(storage::Cf::kMeta, prefix, end, [&](std::string_view key, std::string_view value) {
+      ClientRecord rec;
+      if (DecodeRecord(value, &rec) && rec.last_active_ms + kClientRetentionMs < newest_ms) {
+        size_t pos = prefix.size();
+        uint64_t client = 0;
+        GetU64(key, &pos, &client);
+        if (!clients.count(client)) batch->Delete(storage::Cf::kMeta, key);
+      }
+      return true;
+    }).ok();
+  }
+  for (size_t i = 0; i < entries.size(); ++i) (*results)[i] = std::move(final_results[i]);
+}
+
+}  // namespace ring::server

@@ -1,0 +1,52 @@
+// server/replicated_kv.h: the key-value state machine that every shard's replication log
+// feeds, with exactly-once mutations.
+//
+// A log entry is a command: be64(leader wall-clock ms) || serialized pb::Request (a Put,
+// Delete, CompareAndSet or BatchPut with its client_id and seq). Apply() decodes commands
+// and runs them through KvStateMachine, so a replicated node computes exactly what a
+// single node computes.
+//
+// Exactly-once (promise 3; RIFL, Lee et al.): every mutation carries (client_id, seq), and
+// the client also sends first_incomplete_seq, the lowest seq it has not yet seen answered.
+// Per shard and client, the state keeps the results of the applied mutations with
+// seq >= first_incomplete_seq, in one meta record ("x/" be64(shard) be64(client)) written
+// in the same batch as the mutations' effects. A command whose seq is already recorded is
+// not applied again: the original result is returned. A seq below the client's
+// first_incomplete_seq was already answered, so it is refused as stale. A client silent
+// for kClientRetentionMs (by the leader-stamped clock in the commands, so every replica
+// decides alike) is forgotten. The records live in the shard's state, so snapshots and
+// shard moves carry them.
+//
+// Thread-safety: Apply runs on the driver thread only.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "replication/driver.h"
+#include "server/kv_state_machine.h"
+
+namespace ring::pb {
+class Request;
+}
+
+namespace ring::server {
+
+inline constexpr uint64_t kClientRetentionMs = 60 * 60 * 1000;  // one hour
+inline constexpr size_t kMaxResultsPerClient = 4096;
+
+// Builds a log entry for `req` stamped with `now_ms`.
+std::string EncodeCommand(const pb::Request& req, uint64_t now_ms);
+
+class ReplicatedKv final : public replication::StateMachine {
+ public:
+  explicit ReplicatedKv(storage::Engine* engine) : engine_(engine), kv_(engine) {}
+  void Apply(uint64_t group, const std::vector<const replication::Entry*>& entries,
+             storage::WriteBatch* batch, std::vector<std::any>* results) override;
+
+ private:
+  storage::Engine* const engine_;
+  KvStateMachine kv_;
+};
+
+}  // namespace ring::server

@@ -1,0 +1,363 @@
+// Three real ringd processes on 127.0.0.1 forming one replicated cluster: failover,
+// lease safety, catch-up and exactly-once retries.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "common/asio.h"
+#include "common/keyspace.h"
+#include "harness.h"
+#include "integration/wire_util.h"
+#include "ring/client.h"
+
+namespace ring::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A port nothing listens on right now (bound, read back, released).
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+  socklen_t len = sizeof sa;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
+  close(fd);
+  return ntohs(sa.sin_port);
+}
+
+struct Cluster {
+  explicit Cluster(int n = 3, std::vector<std::string> extra = {}) {
+    for (int i = 0; i < n; ++i) addresses.push_back("127.0.0.1:" + std::to_string(FreePort()));
+    std::string peers;
+    for (auto& a : addresses) peers += (peers.empty() ? "" : ",") + a;
+    for (int i = 0; i < n; ++i) {
+      std::vector<std::string> args = {"--listen", addresses[i], "--peers", peers, "--shard-count", "8"};
+      args.insert(args.end(), extra.begin(), extra.end());
+      nodes.push_back(std::make_unique<Ringd>(RingdOptions{dir.Sub("n" + std::to_string(i + 1)), args}));
+    }
+  }
+  std::unique_ptr<Client> Connect(std::chrono::milliseconds timeout = 10s) {
+    ClientOptions o;
+    o.seeds = addresses;
+    o.default_timeout = timeout;
+    o.connect_timeout = 300ms;
+    std::unique_ptr<Client> c;
+    REQUIRE(Client::Open(o, &c).ok());
+    return c;
+  }
+  // Index of the node leading `shard` (from /metrics), or -1.
+  int LeaderOf(uint32_t shard, int skip = -1) {
+    std::string want = "ringd_shard_is_leader{shard=\"" + std::to_string(shard) + "\"} 1";
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      if (static_cast<int>(i) == skip || !nodes[i]->process().running()) continue;
+      auto [code, body] = HttpGet(nodes[i]->metrics_address(), "/metrics");
+      if (code == 200 && body.find(want) != std::string::npos) return static_cast<int>(i);
+    }
+    return -1;
+  }
+  int WaitLeader(uint32_t shard, int skip = -1, std::chrono::milliseconds limit = 15s) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < deadline) {
+      int l = LeaderOf(shard, skip);
+      if (l >= 0) return l;
+      std::this_thread::sleep_for(20ms);
+    }
+    return -1;
+  }
+  TempDir dir;
+  std::vector<std::string> addresses;
+  std::vector<std::unique_ptr<Ringd>> nodes;
+};
+
+// A key that lands in `shard` of 8.
+std::string KeyIn(uint32_t shard, int n) {
+  auto ranges = ShardRanges::Uniform(8);
+  for (int i = 0;; ++i) {
+    std::string k = "k" + std::to_string(n) + "-" + std::to_string(i);
+    if (ranges.ShardOfKey(k) == shard) return k;
+  }
+}
+
+TEST_CASE("a three-node cluster replicates every write and serves from any seed", "[integration][cluster]") {
+  Cluster c;
+  auto client = c.Connect();
+  for (int i = 0; i < 200; ++i) REQUIRE(client->Put("key" + std::to_string(i), "v" + std::to_string(i)).ok());
+  for (int i = 0; i < 200; ++i) {
+    std::string v;
+    REQUIRE(client->Get("key" + std::to_string(i), &v).ok());
+    CHECK(v == "v" + std::to_string(i));
+  }
+  CasResult cas;
+  REQUIRE(client->CompareAndSet("key1", std::string_view("v1"), "w1", &cas).ok());
+  CHECK(cas.swapped);
+  // Batches must stay in one shard; a tag makes that easy.
+  REQUIRE(client->BatchPut({{"{u7}.a", "1"}, {"{u7}.b", "2"}}).ok());
+  Status s = client->BatchPut({{KeyIn(0, 1), "1"}, {KeyIn(1, 1), "2"}});
+  CHECK(s.IsInvalidArgument());
+  CHECK(s.message().find("use a {tag}") != std::string::npos);
+  // Every node reports every shard's leader consistently.
+  for (uint32_t shard = 0; shard < 8; ++shard) CHECK(c.WaitLeader(shard) >= 0);
+}
+
+TEST_CASE("kill -9 of a shard leader under write load loses no acknowledged write", "[integration][fault][cluster]") {
+  Cluster c;
+  auto client = c.Connect(20s);
+  REQUIRE(client->Put(KeyIn(3, 0), "warm").ok());
+  int leader = c.WaitLeader(3);
+  REQUIRE(leader >= 0);
+
+  std::mutex mu;
+  std::map<std::string, std::string> acked;
+  std::atomic<bool> stop{false};
+  std::atomic<int> errors{0};
+  std::string first_error;
+  std::vector<std::thread> writers;
+  for (int t = 0; t < 4; ++t) {
+    writers.emplace_back([&, t] {
+      for (int i = 0; !stop.load() && i < 100000; ++i) {
+        std::string k = KeyIn(static_cast<uint32_t>(i % 8), t * 100000 + i);
+        std::string v = "v" + std::to_string(i);
+        Status s = client->Put(k, v);
+        if (s.ok()) {
+          std::lock_guard lock(mu);
+          acked[k] = v;
+        } else {
+          if (errors++ == 0) {
+            std::lock_guard lock(mu);
+            first_error = s.ToString();
+          }
+        }
+      }
+    });
+  }
+  std::this_thread::sleep_for(700ms);
+  auto killed_at = std::chrono::steady_clock::now();
+  c.nodes[leader]->Kill9();
+  // A new leader for shard 3 appears among the survivors within a few election timeouts.
+  int next = c.WaitLeader(3, leader, 10s);
+  auto failover = std::chrono::steady_clock::now() - killed_at;
+  CHECK(next >= 0);
+  CHECK(next != leader);
+  INFO("failover took " << std::chrono::duration_cast<std::chrono::milliseconds>(failover).count() << " ms");
+  std::this_thread::sleep_for(700ms);
+  stop = true;
+  for (auto& w : writers) w.join();
+  INFO("first error: " << first_error);
+  CHECK(errors.load() == 0);  // the client hides the failover: retries, redirects
+
+  // Every acknowledged write is readable with its value, from the survivors...
+  size_t bad = 0;
+  for (auto& [k, v] : acked) {
+    std::string got;
+    if (!client->Get(k, &got).ok() || got != v) ++bad;
+  }
+  CHECK(bad == 0);
+  INFO("acknowledged writes: " << acked.size());
+  CHECK(acked.size() > 100);
+  // ...and after the killed node returns and catches up.
+  c.nodes[leader]->Restart();
+  std::this_thread::sleep_for(500ms);
+  for (auto& [k, v] : acked) {
+    std::string got;
+    if (!client->Get(k, &got).ok() || got != v) ++bad;
+  }
+  CHECK(bad == 0);
+}
+
+TEST_CASE("a stopped leader serves nothing stale after a new leader takes over", "[integration][fault][cluster]") {
+  Cluster c;
+  auto client = c.Connect();
+  std::string key = KeyIn(5, 7);
+  REQUIRE(client->Put(key, "old").ok());
+  int leader = c.WaitLeader(5);
+  REQUIRE(leader >= 0);
+  // Confirm the leader itself serves the key over a raw connection pinned to it.
+  auto replies = ParseReplies(SendRaw(c.addresses[leader], Frame(GetReq(1, key)), 3s, Replies(1)).bytes);
+  REQUIRE(replies.size() == 1);
+  REQUIRE(replies[0].code() == pb::OK);
+
+  c.nodes[leader]->process().Signal(SIGSTOP);
+  // The others elect a new leader (its lease expired long before they may) and accept a
+  // newer value.
+  int next = c.WaitLeader(5, leader, 10s);
+  REQUIRE(next >= 0);
+  REQUIRE(client->Put(key, "new").ok());
+  c.nodes[leader]->process().Signal(SIGCONT);
+
+  // Pinned to the old leader: every answer is a redirect or the new value, never "old".
+  auto deadline = std::chrono::steady_clock::now() + 2s;
+  int answers = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto r = ParseReplies(SendRaw(c.addresses[leader], Frame(GetReq(2, key)), 2s, Replies(1)).bytes);
+    if (r.size() != 1) continue;
+    ++answers;
+    if (r[0].code() == pb::OK) {
+      CHECK(r[0].get().value() == "new");
+    } else {
+      CHECK((r[0].code() == pb::NOT_LEADER || r[0].code() == pb::UNAVAILABLE));
+    }
+    // A write pinned to it is never acknowledged by it as leader of the old term either.
+    pb::Request put = PutReq(3, key, "stale-write");
+    auto w = ParseReplies(SendRaw(c.addresses[leader], Frame(put), 2s, Replies(1)).bytes);
+    if (w.size() == 1 && w[0].code() == pb::OK) {
+      FAIL("the deposed leader acknowledged a write");
+    }
+  }
+  CHECK(answers > 0);
+  std::string v;
+  REQUIRE(client->Get(key, &v).ok());
+  CHECK(v == "new");
+}
+
+TEST_CASE("a node that missed writes catches up from the log after a restart", "[integration][cluster]") {
+  Cluster c;
+  auto client = c.Connect();
+  REQUIRE(client->Put("before", "1").ok());
+  c.nodes[2]->Kill9();
+  for (int i = 0; i < 300; ++i) REQUIRE(client->Put("missed" + std::to_string(i), std::to_string(i)).ok());
+  c.nodes[2]->Restart();
+  // Let it catch up, then take away another node: the returning node is now needed for
+  // every quorum, so every read below proves it holds the data.
+  std::this_thread::sleep_for(1500ms);
+  c.nodes[0]->Kill9();
+  for (int i = 0; i < 300; ++i) {
+    std::string v;
+    Status s = client->Get("missed" + std::to_string(i), &v);
+    REQUIRE(s.ok());
+    CHECK(v == std::to_string(i));
+  }
+}
+
+// Forwards one client connection to a node; drops the reply to every `drop_every`-th
+// request by closing both sides after the request was delivered, which forces the client
+// to resend a mutation the cluster may already have applied.
+class DroppingProxy {
+ public:
+  DroppingProxy(std::string target, int drop_every) : target_(std::move(target)), drop_every_(drop_every) {
+    acceptor_.open(asio::ip::tcp::v4());
+    acceptor_.set_option(asio::ip::tcp::acceptor::reuse_address(true));
+    acceptor_.bind({asio::ip::make_address("127.0.0.1"), 0});
+    acceptor_.listen();
+    address_ = "127.0.0.1:" + std::to_string(acceptor_.local_endpoint().port());
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~DroppingProxy() {
+    stop_ = true;
+    // A blocking accept() does not notice the acceptor closing; a connection wakes it.
+    asio::error_code ec;
+    asio::io_context io;
+    asio::ip::tcp::socket wake(io);
+    wake.connect(acceptor_.local_endpoint(), ec);
+    thread_.join();
+    acceptor_.close(ec);
+  }
+  const std::string& address() const { return address_; }
+  int dropped() const { return dropped_.load(); }
+
+ private:
+  void Run() {
+    while (!stop_) {
+      asio::error_code ec;
+      asio::ip::tcp::socket client(io_);
+      acceptor_.accept(client, ec);
+      if (ec || stop_) return;
+      std::thread([this, client = std::move(client)]() mutable { Serve(std::move(client)); }).detach();
+    }
+  }
+  void Serve(asio::ip::tcp::socket client) {
+    asio::io_context io;
+    asio::ip::tcp::socket server(io);
+    auto colon = target_.rfind(':');
+    asio::error_code ec;
+    server.connect({asio::ip::make_address(target_.substr(0, colon)),
+                    static_cast<uint16_t>(std::stoi(target_.substr(colon + 1)))}, ec);
+    if (ec) return;
+    FrameReader from_client;
+    std::array<char, 65536> buf;
+    for (;;) {
+      size_t n = client.read_some(asio::buffer(buf), ec);
+      if (ec) return;
+      from_client.Feed(std::string_view(buf.data(), n));
+      for (;;) {
+        auto f = from_client.Next();
+        if (!f.ok() || !f->has_value()) break;
+        std::string frame;
+        AppendFrameHeader(&frame, static_cast<uint32_t>((*f)->size()));
+        frame.append((*f)->data(), (*f)->size());
+        asio::write(server, asio::buffer(frame), ec);
+        if (ec) return;
+        // Wait for the reply frame, then pass it on or drop it.
+        FrameReader from_server;
+        std::string reply;
+        while (reply.empty()) {
+          size_t m = server.read_some(asio::buffer(buf), ec);
+          if (ec) return;
+          from_server.Feed(std::string_view(buf.data(), m));
+          auto r = from_server.Next();
+          if (r.ok() && r->has_value()) {
+            AppendFrameHeader(&reply, static_cast<uint32_t>((*r)->size()));
+            reply.append((*r)->data(), (*r)->size());
+          }
+        }
+        if (++count_ % drop_every_ == 0) {
+          dropped_++;
+          client.close(ec);
+          server.close(ec);
+          return;
+        }
+        asio::write(client, asio::buffer(reply), ec);
+        if (ec) return;
+      }
+    }
+  }
+  std::string target_;
+  int drop_every_;
+  asio::io_context io_;
+  asio::ip::tcp::acceptor acceptor_{io_};
+  std::string address_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> count_{0};
+  std::atomic<int> dropped_{0};
+};
+
+TEST_CASE("compare-and-set increments are applied exactly once when replies are lost", "[integration][cluster]") {
+  Cluster c(1);  // one replicated node: the dedup table is part of every shard's state
+  DroppingProxy proxy(c.addresses[0], 4);
+  ClientOptions o;
+  o.seeds = {proxy.address()};
+  o.connections_per_node = 1;
+  o.default_timeout = 20s;
+  std::unique_ptr<Client> client;
+  REQUIRE(Client::Open(o, &client).ok());
+  const int n = 60;
+  int mismatches = 0;
+  for (int i = 0; i < n; ++i) {
+    // Each increment is one CAS from i to i+1; a retry of an applied CAS must get the
+    // original "swapped" answer, not a mismatch.
+    CasResult r;
+    Status s = client->CompareAndSet("counter", i == 0 ? std::nullopt : std::optional<std::string_view>(std::to_string(i)),
+                                     std::to_string(i + 1), &r);
+    REQUIRE(s.ok());
+    if (!r.swapped) ++mismatches;
+  }
+  CHECK(mismatches == 0);
+  CHECK(proxy.dropped() > 5);
+  std::string v;
+  REQUIRE(client->Get("counter", &v).ok());
+  CHECK(v == std::to_string(n));
+}
+
+}  // namespace
+}  // namespace ring::test
