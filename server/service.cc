@@ -166,13 +166,24 @@ bool KvService::Handle(const pb::Request& req, pb::Response* resp, const Later& 
         dkeys.push_back(DataKey(keys[i]));
       }
       // Reads need no atomicity across shards: serve the batch if this node holds the
-      // read lease of every shard it touches, else redirect for the first one it lacks.
+      // read lease of every shard it touches. Otherwise a single-shard batch is redirected
+      // to its leader; a batch over several shards cannot be (no one node may lead them
+      // all), so it is refused with advice instead of bouncing between redirects.
+      std::optional<ShardId> first_shard, missing;
+      bool several = false;
       for (int i = 0; s.ok() && i < keys.size(); ++i) {
         ShardId shard = node_->shards.ShardOfKey(keys[i]);
-        if (!node_->driver->ReadLeaseValid(shard)) {
-          Redirect(node_, shard, resp);
+        if (!first_shard) first_shard = shard;
+        if (shard != *first_shard) several = true;
+        if (!missing && !node_->driver->ReadLeaseValid(shard)) missing = shard;
+      }
+      if (s.ok() && missing) {
+        if (!several) {
+          Redirect(node_, *missing, resp);
           return true;
         }
+        s = Status::InvalidArgument("batch spans shards this node does not all lead (shard " + std::to_string(*missing) +
+                                    " is led elsewhere); keys of one batch must share a shard: use a {tag}");
       }
       std::vector<std::optional<std::string>> values;
       if (s.ok()) s = node_->engine->MultiGet(storage::Cf::kData, dkeys, &values);
@@ -258,8 +269,15 @@ bool KvService::Handle(const pb::Request& req, pb::Response* resp, const Later& 
   auto body = req.body_case();
   uint64_t id = req.id();
   ShardId sid = *shard;
+  std::string command = EncodeCommand(cmd, now_ms);
+  if (command.size() > kMaxCommandBytes) {
+    Fail(Status::InvalidArgument("write of " + std::to_string(command.size()) + " bytes exceeds the " +
+                                 std::to_string(kMaxCommandBytes) + "-byte replicated write limit; split the batch"),
+         m, resp);
+    return true;
+  }
   NodeContext* node = node_;
-  node_->driver->Propose(sid, EncodeCommand(cmd, now_ms), [node, later, body, id, m, sid](Status st, std::any res) {
+  node_->driver->Propose(sid, std::move(command), [node, later, body, id, m, sid](Status st, std::any res) {
     pb::Response out;
     out.set_id(id);
     if (!st.ok()) {

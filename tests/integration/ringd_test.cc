@@ -138,6 +138,17 @@ TEST_CASE("limits are enforced with errors that name the limit", "[integration]"
   CHECK(replies[0].code() == pb::INVALID_ARGUMENT);
   CHECK(replies[0].message().find("10000") != std::string::npos);
 
+  // A batch put that fits a frame but is too large to replicate is refused whole by the
+  // node (7 MiB + ~1 MB: over the replicated write limit, under the frame limit).
+  std::vector<std::pair<std::string, std::string>> huge;
+  for (int i = 0; i < 7; ++i) huge.emplace_back("{h}" + std::to_string(i), std::string(1 << 20, 'h'));
+  huge.emplace_back("{h}7", std::string(1010000, 'h'));
+  s = c->BatchPut(huge);
+  CHECK(s.IsInvalidArgument());
+  CHECK(s.message().find("replicated write limit") != std::string::npos);
+  std::string h;
+  CHECK(c->Get("{h}0", &h).IsNotFound());
+
   // A BatchGet whose reply could not fit in one frame is refused, not truncated.
   std::vector<std::pair<std::string, std::string>> pairs;
   for (int i = 0; i < 5; ++i) pairs.emplace_back("big" + std::to_string(i), std::string(1 << 20, 'x'));
