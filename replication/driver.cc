@@ -46,6 +46,7 @@ struct Driver::Group {
   };
   std::map<uint64_t, Pending> pending;  // proposals by log index
   std::optional<Ready> held;            // taken from the core, not yet durably handled
+  uint64_t compact_to = 0;              // compaction staged into the next cycle's batch
 };
 
 Driver::Driver(const DriverOptions& options, storage::Engine* engine, Transport* transport, StateMachine* sm)
@@ -95,6 +96,19 @@ Result<std::unique_ptr<Driver>> Driver::Start(const DriverOptions& options, stor
     c.applied = group->applied;
     ASSIGN_OR_RETURN(group->core, RaftCore::Create(c));
     group->applied = std::max(group->applied, group->core->applied());
+    Group* gp = group.get();
+    StateMachine* sm = state_machine;
+    DriverStats* stats = &d->stats_;
+    // A follower behind our compaction point gets the state machine as of what we applied.
+    group->log->set_snapshot_source([gp, sm, stats]() -> Result<Snapshot> {
+      Snapshot snap;
+      snap.meta.index = gp->applied;
+      ASSIGN_OR_RETURN(snap.meta.term, gp->core->Term(gp->applied));
+      ASSIGN_OR_RETURN(snap.meta.conf, gp->core->ConfStateAt(gp->applied));
+      ASSIGN_OR_RETURN(snap.data, sm->Snapshot(gp->id));
+      stats->snapshots_sent.fetch_add(1, std::memory_order_relaxed);
+      return snap;
+    });
     // The only voter has no one to wait for: campaign now instead of after a timeout.
     const ConfState& conf = group->core->conf();
     if (conf.voters.size() == 1 && conf.voters[0] == options.node_id) {
@@ -263,11 +277,16 @@ void Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
       g.held = g.core->GetReady();
     }
     const Ready& rd = *g.held;
+    uint64_t base_applied = g.applied;
     if (rd.snapshot) {
-      // Installing a state-machine snapshot (SST files of the shard's range) is not wired
-      // up yet; the log side is replaced so the core stays consistent.
-      g.log->ApplySnapshot(*rd.snapshot, &batch);
-      spdlog::warn("group {}: installed a log snapshot at {} without state transfer", g.id, rd.snapshot->meta.index);
+      // The leader's state replaces ours: log, state machine and applied index together.
+      Snapshot mark;  // the log keeps where it now starts; the image goes to the state machine
+      mark.meta = rd.snapshot->meta;
+      g.log->ApplySnapshot(mark, &batch);
+      Status rs = state_machine_->Restore(g.id, rd.snapshot->data, &batch);
+      if (!rs.ok()) spdlog::error("group {}: restoring snapshot at {}: {}", g.id, rd.snapshot->meta.index, rs.ToString());
+      base_applied = std::max(base_applied, rd.snapshot->meta.index);
+      batch.Put(storage::Cf::kMeta, AppliedKey(g.id), HashPrefix(base_applied));
     }
     Status s = g.log->Append(rd.entries, &batch);
     if (!s.ok()) spdlog::error("group {}: {}", g.id, s.ToString());
@@ -275,19 +294,34 @@ void Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
     must_sync |= rd.must_sync;
 
     std::vector<const Entry*> apply;
-    uint64_t last_applied = g.applied;
+    uint64_t last_applied = base_applied;
     for (const Entry& e : rd.committed_entries) {
-      if (e.index <= g.applied) continue;
+      if (e.index <= base_applied) continue;
       if (e.type == EntryType::kNormal && !e.data.empty()) apply.push_back(&e);
       last_applied = e.index;
     }
     results.emplace_back();
     if (!apply.empty()) state_machine_->Apply(g.id, apply, &batch, &results.back());
-    if (last_applied != g.applied) batch.Put(storage::Cf::kMeta, AppliedKey(g.id), HashPrefix(last_applied));
+    if (last_applied != base_applied) batch.Put(storage::Cf::kMeta, AppliedKey(g.id), HashPrefix(last_applied));
     applied_entries.push_back(std::move(apply));
     ready.push_back(&g);
   }
-  if (ready.empty()) {
+  // Compactions decided last cycle ride in this cycle's batch.
+  std::vector<Group*> compacted;
+  for (auto& gp : groups_) {
+    Group& g = *gp;
+    if (g.compact_to == 0) continue;
+    Snapshot mark;  // a compaction record: where the log now starts; the state is the data CF
+    mark.meta.index = g.compact_to;
+    auto term = g.core->Term(g.compact_to);
+    auto conf = g.core->ConfStateAt(g.compact_to);
+    g.compact_to = 0;
+    if (!term.ok() || !conf.ok()) continue;
+    mark.meta.term = *term;
+    mark.meta.conf = *conf;
+    if (g.log->Compact(mark, &batch).ok()) compacted.push_back(&g);
+  }
+  if (ready.empty() && compacted.empty()) {
     PublishLeases(last_tick_time_);
     return;
   }
@@ -302,6 +336,7 @@ void Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
       // Nothing of this cycle is durable: send nothing, advance nothing, retry later.
       stats_.write_failures.fetch_add(1, std::memory_order_relaxed);
       for (Group* g : ready) g->log->OnWriteFailed();
+      for (Group* g : compacted) g->log->OnWriteFailed();
       spdlog::error("replication write failed ({} groups); retrying: {}", ready.size(), s.ToString());
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
       return;
@@ -311,11 +346,26 @@ void Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
   }
 
   // Durable: publish, send, complete, advance.
+  for (Group* g : compacted) {
+    if (std::find(ready.begin(), ready.end(), g) == ready.end()) g->log->OnWritten();
+    stats_.compactions.fetch_add(1, std::memory_order_relaxed);
+  }
   std::map<NodeId, std::vector<GroupMessage>> outbox;
   for (size_t i = 0; i < ready.size(); ++i) {
     Group& g = *ready[i];
     Ready& rd = *g.held;
     g.log->OnWritten();
+    if (rd.snapshot && rd.snapshot->meta.index > g.applied) {
+      g.applied = rd.snapshot->meta.index;
+      stats_.snapshots_installed.fetch_add(1, std::memory_order_relaxed);
+      // Proposals the snapshot covers may or may not be in it; a retry is answered from
+      // the dedup table that came with it, so say "retry", not "failed".
+      for (auto it = g.pending.begin(); it != g.pending.end() && it->first <= g.applied;) {
+        it->second.done(Status::Unavailable("shard " + std::to_string(g.id) +
+                                            ": replaced by the leader's snapshot; retry"), {});
+        it = g.pending.erase(it);
+      }
+    }
     stats_.entries_persisted.fetch_add(rd.entries.size(), std::memory_order_relaxed);
     for (auto& m : rd.messages) {
       NodeId to = m.to;
@@ -366,6 +416,11 @@ void Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
     }
     g.core->Advance();
     g.held.reset();
+    // Compact when enough applied entries piled up; the next cycle's batch carries it.
+    uint64_t log_start = g.log->FirstIndex() - 1;
+    if (g.applied > log_start + options_.compact_after && g.applied > options_.retain) {
+      g.compact_to = g.applied - options_.retain;
+    }
   }
   for (auto& [to, msgs] : outbox) {
     stats_.messages_sent.fetch_add(msgs.size(), std::memory_order_relaxed);

@@ -56,6 +56,12 @@ class StateMachine {
   // entries[i]. Deterministic: every replica computes the same effects. Driver thread.
   virtual void Apply(uint64_t group, const std::vector<const Entry*>& entries,
                      storage::WriteBatch* batch, std::vector<std::any>* results) = 0;
+  // An image of `group`'s state as of everything applied so far (to send to a follower
+  // whose log is behind the leader's compaction point). Unavailable if it cannot be made
+  // now (e.g. too large for one message). Driver thread.
+  virtual Result<std::string> Snapshot(uint64_t group) = 0;
+  // Replaces `group`'s state with a Snapshot() image, in *batch. Corruption if malformed.
+  virtual Status Restore(uint64_t group, std::string_view image, storage::WriteBatch* batch) = 0;
 };
 
 struct DriverOptions {
@@ -67,6 +73,11 @@ struct DriverOptions {
   int election_tick = 10;  // election timeout: 10..19 ticks
   int heartbeat_tick = 1;
   uint64_t seed = 0;  // mixed with node and group ids for election jitter
+  // Log compaction: once a group's log holds more than compact_after applied entries,
+  // everything but the newest `retain` applied entries is dropped. A follower further
+  // behind than that catches up from a snapshot of the state machine instead.
+  uint64_t compact_after = 20000;
+  uint64_t retain = 10000;
 };
 
 // Counters for the metrics endpoint. Updated by the driver thread.
@@ -80,6 +91,9 @@ struct DriverStats {
   std::atomic<uint64_t> messages_sent{0};
   std::atomic<uint64_t> leader_changes{0};
   std::atomic<uint64_t> write_nanos{0};  // time spent in Engine::Write
+  std::atomic<uint64_t> compactions{0};
+  std::atomic<uint64_t> snapshots_sent{0};
+  std::atomic<uint64_t> snapshots_installed{0};
 };
 
 // A group's state for status pages, copied under the driver's lock.

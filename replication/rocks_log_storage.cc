@@ -198,7 +198,10 @@ Result<uint64_t> RocksLogStorage::Term(uint64_t index) const {
   return e.term;
 }
 
-Result<Snapshot> RocksLogStorage::Snapshot() const { return snapshot_; }
+Result<Snapshot> RocksLogStorage::Snapshot() const {
+  if (snapshot_source_) return snapshot_source_();
+  return snapshot_;
+}
 
 Status RocksLogStorage::Append(const std::vector<Entry>& entries, storage::WriteBatch* batch) {
   if (entries.empty()) return Status::OK();

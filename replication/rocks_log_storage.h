@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -61,6 +62,12 @@ class RocksLogStorage final : public LogStorage {
 
   uint64_t group() const { return group_; }
 
+  // Where Snapshot() gets a snapshot to send: the driver makes a fresh one of the state
+  // machine at its applied index (the stored compaction record has no state data).
+  void set_snapshot_source(std::function<Result<replication::Snapshot>()> source) {
+    snapshot_source_ = std::move(source);
+  }
+
  private:
   RocksLogStorage(storage::Engine* engine, uint64_t group) : engine_(engine), group_(group) {}
   std::string EntryKey(uint64_t index) const;
@@ -82,6 +89,7 @@ class RocksLogStorage final : public LogStorage {
     std::optional<replication::Snapshot> snapshot;
   };
   Pending pending_;
+  std::function<Result<replication::Snapshot>()> snapshot_source_;
 };
 
 // Encodings, public for tests.

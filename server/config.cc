@@ -118,6 +118,8 @@ Status ApplyToml(std::string_view toml_text, const std::string& origin, Config* 
       }
     } else if (key == "tick_ms") s = ReadUint(node, key, 1, 10000, &c->tick_ms);
     else if (key == "election_ticks") s = ReadUint(node, key, 3, 1000, &c->election_ticks);
+    else if (key == "log_compact_after") s = ReadUint(node, key, 2, 100000000, &c->log_compact_after);
+    else if (key == "log_retain") s = ReadUint(node, key, 1, 100000000, &c->log_retain);
     else if (key == "max_connections") s = ReadUint(node, key, 1, 1000000, &c->max_connections);
     else if (key == "idle_timeout_s") s = ReadUint(node, key, 0, 86400 * 7, &c->idle_timeout_s);
     else if (key == "max_inflight_per_connection") s = ReadUint(node, key, 1, 1000000, &c->max_inflight_per_connection);
@@ -138,6 +140,10 @@ Status Validate(const Config& c) {
   if (c.data_dir.empty()) return Status::InvalidArgument("data_dir must not be empty");
   if (c.metrics_enabled && c.metrics_listen.port != 0 && c.metrics_listen == c.listen) {
     return Status::InvalidArgument("metrics_listen must differ from listen (" + c.listen.ToString() + ")");
+  }
+  if (c.log_retain >= c.log_compact_after) {
+    return Status::InvalidArgument("log_retain (" + std::to_string(c.log_retain) + ") must be below log_compact_after (" +
+                                   std::to_string(c.log_compact_after) + ")");
   }
   if (!c.peers.empty()) {
     Endpoint self = c.advertise.value_or(c.listen);
@@ -199,6 +205,8 @@ ParsedCommandLine ParseCommandLine(int argc, const char* const* argv) {
       {"--shutdown-grace-s", "shutdown_grace_s", "On SIGTERM, wait this long for in-flight requests (default 10)"},
       {"--tick-ms", "tick_ms", "Length of one replication tick (default 50)"},
       {"--election-ticks", "election_ticks", "Election timeout in ticks; a follower waits 1x to 2x this before campaigning (default 10)"},
+      {"--log-compact-after", "log_compact_after", "Compact a shard's log once it holds this many applied entries (default 20000)"},
+      {"--log-retain", "log_retain", "Applied entries kept after a compaction, for followers catching up (default 10000)"},
   };
   for (const auto& f : int_flags) {
     app.add_option(f.flag, ints[f.key], f.help);

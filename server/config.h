@@ -40,6 +40,8 @@ struct Config {
   std::optional<Endpoint> advertise;
   uint32_t tick_ms = 50;         // one Raft tick of the monotonic clock
   uint32_t election_ticks = 10;  // election timeout: election_ticks .. 2x-1 ticks
+  uint32_t log_compact_after = 20000;  // compact a shard's log past this many applied entries
+  uint32_t log_retain = 10000;         // applied entries kept after compaction
   std::string ready_file;           // flag only: written once the node serves
 };
 

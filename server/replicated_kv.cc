@@ -219,4 +219,65 @@ void ReplicatedKv::Apply(uint64_t group, const std::vector<const replication::En
   for (size_t i = 0; i < entries.size(); ++i) (*results)[i] = std::move(final_results[i]);
 }
 
+Result<std::string> ReplicatedKv::Snapshot(uint64_t group) {
+  std::string image;
+  uint64_t count = 0;
+  bool too_big = false;
+  auto add = [&](uint8_t cf, std::string_view k, std::string_view v) {
+    image.push_back(static_cast<char>(cf));
+    PutU64(&image, k.size());
+    image.append(k);
+    PutU64(&image, v.size());
+    image.append(v);
+    ++count;
+    too_big = image.size() > kMaxSnapshotBytes;
+    return !too_big;
+  };
+  auto shard = static_cast<ShardId>(group);
+  RETURN_IF_ERROR(engine_->Scan(storage::Cf::kData, shards_.StartBound(shard), shards_.EndBound(shard),
+                                [&](std::string_view k, std::string_view v) { return add(0, k, v); }));
+  if (!too_big) {
+    RETURN_IF_ERROR(engine_->Scan(storage::Cf::kMeta, "x/" + HashPrefix(group), "x/" + HashPrefix(group + 1),
+                                  [&](std::string_view k, std::string_view v) { return add(1, k, v); }));
+  }
+  if (too_big) {
+    return Status::Unavailable("shard " + std::to_string(group) + ": snapshot exceeds " +
+                               std::to_string(kMaxSnapshotBytes) + " bytes; a follower this far behind cannot catch up yet");
+  }
+  std::string out;
+  PutU64(&out, count);
+  return out + image;
+}
+
+Status ReplicatedKv::Restore(uint64_t group, std::string_view image, storage::WriteBatch* batch) {
+  auto shard = static_cast<ShardId>(group);
+  size_t pos = 0;
+  uint64_t count = 0;
+  const std::string bad = "shard " + std::to_string(group) + ": snapshot image is malformed";
+  if (!GetU64(image, &pos, &count)) return Status::Corruption(bad);
+  // Validate everything before touching the batch: a bad image must change nothing.
+  struct Item {
+    uint8_t cf;
+    std::string_view k, v;
+  };
+  std::vector<Item> items;
+  items.reserve(std::min<uint64_t>(count, image.size() / 17 + 1));
+  for (uint64_t i = 0; i < count; ++i) {
+    uint64_t klen = 0, vlen = 0;
+    if (pos >= image.size()) return Status::Corruption(bad);
+    auto cf = static_cast<uint8_t>(image[pos++]);
+    if (cf > 1 || !GetU64(image, &pos, &klen) || image.size() - pos < klen) return Status::Corruption(bad);
+    std::string_view k = image.substr(pos, klen);
+    pos += klen;
+    if (!GetU64(image, &pos, &vlen) || image.size() - pos < vlen) return Status::Corruption(bad);
+    items.push_back({cf, k, image.substr(pos, vlen)});
+    pos += vlen;
+  }
+  if (pos != image.size()) return Status::Corruption(bad);
+  batch->DeleteRange(storage::Cf::kData, shards_.StartBound(shard), shards_.EndBound(shard));
+  batch->DeleteRange(storage::Cf::kMeta, "x/" + HashPrefix(group), "x/" + HashPrefix(group + 1));
+  for (const auto& it : items) batch->Put(it.cf == 0 ? storage::Cf::kData : storage::Cf::kMeta, it.k, it.v);
+  return Status::OK();
+}
+
 }  // namespace ring::server

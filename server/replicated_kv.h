@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <string>
 
+#include "common/keyspace.h"
 #include "replication/driver.h"
 #include "server/kv_state_machine.h"
 
@@ -34,19 +35,27 @@ namespace ring::server {
 
 inline constexpr uint64_t kClientRetentionMs = 60 * 60 * 1000;  // one hour
 inline constexpr size_t kMaxResultsPerClient = 4096;
+inline constexpr size_t kMaxSnapshotBytes = 7u << 20;
 
 // Builds a log entry for `req` stamped with `now_ms`.
 std::string EncodeCommand(const pb::Request& req, uint64_t now_ms);
 
 class ReplicatedKv final : public replication::StateMachine {
  public:
-  explicit ReplicatedKv(storage::Engine* engine) : engine_(engine), kv_(engine) {}
+  ReplicatedKv(storage::Engine* engine, uint32_t shard_count)
+      : engine_(engine), kv_(engine), shards_(ShardRanges::Uniform(shard_count)) {}
   void Apply(uint64_t group, const std::vector<const replication::Entry*>& entries,
              storage::WriteBatch* batch, std::vector<std::any>* results) override;
+  // The image is every data key of the shard's hash range plus its dedup records, as
+  // (column family, key, value) triples. Bounded by kMaxSnapshotBytes so it fits one peer
+  // frame; a larger shard answers Unavailable (streaming SST files is future work).
+  Result<std::string> Snapshot(uint64_t group) override;
+  Status Restore(uint64_t group, std::string_view image, storage::WriteBatch* batch) override;
 
  private:
   storage::Engine* const engine_;
   KvStateMachine kv_;
+  const ShardRanges shards_;
 };
 
 }  // namespace ring::server

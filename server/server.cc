@@ -59,6 +59,9 @@ void RenderReplicationMetrics(const replication::Driver& d, std::string* out) {
   counter("ringd_raft_entries_applied_total", "Log entries applied to the state machine.", st.entries_applied.load());
   counter("ringd_raft_messages_sent_total", "Raft messages handed to the peer transport.", st.messages_sent.load());
   counter("ringd_raft_leader_changes_total", "Times a shard's known leader changed.", st.leader_changes.load());
+  counter("ringd_raft_compactions_total", "Log compactions.", st.compactions.load());
+  counter("ringd_raft_snapshots_sent_total", "State snapshots made for lagging followers.", st.snapshots_sent.load());
+  counter("ringd_raft_snapshots_installed_total", "State snapshots received and installed.", st.snapshots_installed.load());
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.9f", st.write_nanos.load() / 1e9);
   *out += std::string("# HELP ringd_raft_write_seconds_total Time spent in driver writes, fsync included.\n") +
@@ -146,7 +149,9 @@ Result<std::unique_ptr<Server>> Server::Create(Config config) {
   dopt.tick_interval = std::chrono::milliseconds(c.tick_ms);
   dopt.election_tick = static_cast<int>(c.election_ticks);
   dopt.seed = std::random_device{}();
-  impl->state_machine = std::make_unique<ReplicatedKv>(impl->engine.get());
+  dopt.compact_after = c.log_compact_after;
+  dopt.retain = c.log_retain;
+  impl->state_machine = std::make_unique<ReplicatedKv>(impl->engine.get(), c.shard_count);
   impl->transport = std::make_unique<PeerTransport>(impl->io, dopt.node_id, std::move(others));
   ASSIGN_OR_RETURN(impl->driver, replication::Driver::Start(dopt, impl->engine.get(), impl->transport.get(),
                                                             impl->state_machine.get()));
