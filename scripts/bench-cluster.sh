@@ -72,7 +72,9 @@ KEY="failover-probe"
 times=()
 for t in $(seq "$TRIALS"); do
   shard=$("$RINGCTL" --cluster "$PEERS" --json shard locate "$KEY" 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["shard"])' 2>/dev/null || echo 0)
-  l=$(leader_of "$shard") || { log "no leader for shard $shard"; sleep 1; continue; }
+  l=""
+  for _ in $(seq 100); do l=$(leader_of "$shard") && break; sleep 0.1; done
+  [[ -n $l ]] || { log "no leader for shard $shard after 10 s; skipping trial $t"; continue; }
   start=$(date +%s%N)
   kill -9 "${node_pid[$l]}"
   until "$RINGCTL" --cluster "$PEERS" --timeout-ms 200 put "$KEY" "t$t" >/dev/null 2>&1; do :; done
@@ -115,7 +117,7 @@ if command -v redis-server >/dev/null; then
   sleep 3
   for p in 1 16; do
     redis-benchmark -p 7601 --cluster -t set,get -n $((p == 1 ? 400000 : 2000000)) -c 50 -r 1000000 -d 100 -P $p --csv 2>/dev/null |
-      tail -n +2 | while IFS=, read -r name rps avg min p50 p95 p99 max; do
+      grep -E '^"(SET|GET)"' | while IFS=, read -r name rps avg min p50 p95 p99 max; do
         row "Redis 7 Cluster 3+3 (async repl, memory)" "$(echo "$name" | tr -d '"')" "$p" "$(echo "$rps" | tr -d '"')" "$(echo "$p99" | tr -d '"')"
       done
   done

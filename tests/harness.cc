@@ -36,6 +36,20 @@ TempDir::~TempDir() {
   fs::remove_all(path_, ec);
 }
 
+ScratchEngine::ScratchEngine() { Reopen(); }
+
+ScratchEngine::~ScratchEngine() { engine_.reset(); }
+
+void ScratchEngine::Reopen() {
+  engine_.reset();
+  storage::EngineOptions o;
+  o.dir = dir_.path() + "/db";
+  o.reserve_disk_bytes = 0;  // tests must not depend on the machine's free space
+  auto e = storage::Engine::Open(o);
+  REQUIRE(e.ok());
+  engine_ = std::move(e).value();
+}
+
 namespace {
 
 // fork + exec with the child dying when the test process dies.

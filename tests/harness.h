@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "storage/engine.h"
+
 namespace ring::test {
 
 // Path of a built binary, e.g. Bin("ringd").
@@ -31,6 +33,23 @@ class TempDir {
 
  private:
   std::string path_;
+};
+
+// A fresh RocksDB engine in its own temporary directory, for tests of modules that write
+// through the real engine. Reopen() simulates a restart on the same directory.
+class ScratchEngine {
+ public:
+  ScratchEngine();
+  ~ScratchEngine();
+  storage::Engine* get() const { return engine_.get(); }
+  storage::Engine* operator->() const { return engine_.get(); }
+  void Reopen();
+  void Close() { engine_.reset(); }
+  const std::string& dir() const { return dir_.path(); }
+
+ private:
+  TempDir dir_;
+  std::unique_ptr<storage::Engine> engine_;
 };
 
 // Result of running a command to completion.

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "common/keyspace.h"
+#include "harness.h"
 
 namespace ring::replication {
 namespace {
@@ -283,14 +284,8 @@ namespace ring::replication {
 namespace {
 
 TEST_CASE("a lone voter elects itself at once and holds its read lease", "[replication][driver]") {
-  char tmpl[] = "/tmp/ringdrv1-XXXXXX";
-  std::string dir = mkdtemp(tmpl);
   {
-    storage::EngineOptions o;
-    o.dir = dir;
-    o.reserve_disk_bytes = 0;
-    auto engine = storage::Engine::Open(o);
-    REQUIRE(engine.ok());
+    test::ScratchEngine engine;
     Net net;
     Net::Link link;
     link.net = &net;
@@ -301,7 +296,7 @@ TEST_CASE("a lone voter elects itself at once and holds its read lease", "[repli
     d.voters = {1};
     d.group_count = 4;
     d.tick_interval = 20ms;
-    auto drv = Driver::Start(d, engine->get(), &link, &sm);
+    auto drv = Driver::Start(d, engine.get(), &link, &sm);
     REQUIRE(drv.ok());
     REQUIRE((*drv)->WaitForLeaders(2s));
     auto deadline = std::chrono::steady_clock::now() + 2s;
@@ -320,7 +315,6 @@ TEST_CASE("a lone voter elects itself at once and holds its read lease", "[repli
     }
     CHECK(lapses == 0);
   }
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -3,36 +3,15 @@
 #include "replication/rocks_log_storage.h"
 
 #include <catch2/catch.hpp>
-#include <filesystem>
 #include <random>
 
+#include "harness.h"
 #include "replication/mem_storage.h"
 
 namespace ring::replication {
 namespace {
 
-struct EngineDir {
-  EngineDir() {
-    char tmpl[] = "/tmp/ringlog-XXXXXX";
-    dir = mkdtemp(tmpl);
-    Reopen();
-  }
-  ~EngineDir() {
-    engine.reset();
-    std::filesystem::remove_all(dir);
-  }
-  void Reopen() {
-    engine.reset();
-    storage::EngineOptions o;
-    o.dir = dir;
-    o.reserve_disk_bytes = 0;
-    auto e = storage::Engine::Open(o);
-    REQUIRE(e.ok());
-    engine = std::move(e).value();
-  }
-  std::string dir;
-  std::unique_ptr<storage::Engine> engine;
-};
+using EngineDir = test::ScratchEngine;
 
 std::unique_ptr<RocksLogStorage> OpenLog(storage::Engine* engine, uint64_t group) {
   auto s = RocksLogStorage::Open(engine, group);
@@ -80,14 +59,14 @@ TEST_CASE("the RocksDB log matches the in-memory reference under random operatio
   const uint64_t group = 7;
   ConfState conf{{1, 2, 3}, {}};
   MemStorage mem(conf);
-  auto log = OpenLog(env.engine.get(), group);
+  auto log = OpenLog(env.get(), group);
   storage::WriteBatch batch;
   log->Bootstrap(conf, &batch);
-  Commit(env.engine.get(), log.get(), &batch);
+  Commit(env.get(), log.get(), &batch);
   // A neighbouring group must never be disturbed.
-  auto other = OpenLog(env.engine.get(), group + 1);
+  auto other = OpenLog(env.get(), group + 1);
   REQUIRE(other->Append({Entry{1, 1, EntryType::kNormal, "neighbour"}}, &batch).ok());
-  Commit(env.engine.get(), other.get(), &batch);
+  Commit(env.get(), other.get(), &batch);
 
   std::mt19937_64 rng(42);
   uint64_t term = 1;
@@ -128,17 +107,17 @@ TEST_CASE("the RocksDB log matches the in-memory reference under random operatio
       log->ApplySnapshot(snap, &batch);
     } else {
       // Crash and reopen: only written batches survive.
-      Commit(env.engine.get(), log.get(), &batch);
+      Commit(env.get(), log.get(), &batch);
       log.reset();
       other.reset();
       env.Reopen();
-      log = OpenLog(env.engine.get(), group);
-      other = OpenLog(env.engine.get(), group + 1);
+      log = OpenLog(env.get(), group);
+      other = OpenLog(env.get(), group + 1);
     }
-    if (rng() % 2 == 0) Commit(env.engine.get(), log.get(), &batch);
+    if (rng() % 2 == 0) Commit(env.get(), log.get(), &batch);
     if (batch.count() == 0) RequireSame(mem, *log);
   }
-  Commit(env.engine.get(), log.get(), &batch);
+  Commit(env.get(), log.get(), &batch);
   RequireSame(mem, *log);
   CHECK(log->Snapshot()->data == mem.snapshot().data);
   auto n = other->Entries(1, 2, UINT64_MAX);
@@ -148,7 +127,7 @@ TEST_CASE("the RocksDB log matches the in-memory reference under random operatio
 
 TEST_CASE("staged log writes are invisible until their batch is written", "[replication]") {
   EngineDir env;
-  auto log = OpenLog(env.engine.get(), 1);
+  auto log = OpenLog(env.get(), 1);
   storage::WriteBatch batch;
   REQUIRE(log->Append({Entry{1, 1, EntryType::kNormal, "x"}}, &batch).ok());
   log->SetHardState(HardState{1, 2, 0}, &batch);
@@ -158,14 +137,14 @@ TEST_CASE("staged log writes are invisible until their batch is written", "[repl
   batch.Clear();
   CHECK(log->LastIndex() == 0);
   REQUIRE(log->Append({Entry{1, 1, EntryType::kNormal, "y"}}, &batch).ok());
-  Commit(env.engine.get(), log.get(), &batch);
+  Commit(env.get(), log.get(), &batch);
   CHECK(log->LastIndex() == 1);
   CHECK(log->Entries(1, 2, 100)->at(0).data == "y");
 }
 
 TEST_CASE("a gap in appended entries is refused", "[replication]") {
   EngineDir env;
-  auto log = OpenLog(env.engine.get(), 1);
+  auto log = OpenLog(env.get(), 1);
   storage::WriteBatch batch;
   Status s = log->Append({Entry{1, 5, EntryType::kNormal, "x"}}, &batch);
   CHECK(s.IsInvalidArgument());

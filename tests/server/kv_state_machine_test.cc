@@ -1,28 +1,14 @@
 #include "server/kv_state_machine.h"
 
 #include <catch2/catch.hpp>
-#include <filesystem>
 
 #include "common/keyspace.h"
+#include "harness.h"
 
 namespace ring::server {
 namespace {
 
 struct Fixture {
-  Fixture() {
-    char tmpl[] = "/tmp/ringsm-XXXXXX";
-    dir = mkdtemp(tmpl);
-    storage::EngineOptions o;
-    o.dir = dir;
-    o.reserve_disk_bytes = 0;
-    auto e = storage::Engine::Open(o);
-    REQUIRE(e.ok());
-    engine = std::move(e).value();
-  }
-  ~Fixture() {
-    engine.reset();
-    std::filesystem::remove_all(dir);
-  }
   std::vector<KvResult> Run(const std::vector<KvOp>& ops) {
     std::vector<const KvOp*> ptrs;
     for (const auto& o : ops) ptrs.push_back(&o);
@@ -40,8 +26,7 @@ struct Fixture {
     REQUIRE(s.ok());
     return v;
   }
-  std::string dir;
-  std::unique_ptr<storage::Engine> engine;
+  test::ScratchEngine engine;
 };
 
 KvOp Put(std::string k, std::string v) {

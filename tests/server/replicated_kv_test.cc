@@ -2,31 +2,14 @@
 #include "server/replicated_kv.h"
 
 #include <catch2/catch.hpp>
-#include <filesystem>
 
+#include "harness.h"
 #include "proto/ring.pb.h"
 
 namespace ring::server {
 namespace {
 
-struct Db {
-  Db() {
-    char tmpl[] = "/tmp/ringrkv-XXXXXX";
-    dir = mkdtemp(tmpl);
-    storage::EngineOptions o;
-    o.dir = dir;
-    o.reserve_disk_bytes = 0;
-    auto e = storage::Engine::Open(o);
-    REQUIRE(e.ok());
-    engine = std::move(e).value();
-  }
-  ~Db() {
-    engine.reset();
-    std::filesystem::remove_all(dir);
-  }
-  std::string dir;
-  std::unique_ptr<storage::Engine> engine;
-};
+using Db = test::ScratchEngine;
 
 replication::Entry PutEntry(uint64_t index, const std::string& k, const std::string& v, uint64_t client, uint64_t seq) {
   pb::Request r;
@@ -39,34 +22,34 @@ replication::Entry PutEntry(uint64_t index, const std::string& k, const std::str
 
 TEST_CASE("a shard snapshot carries its keys and dedup table to another node", "[replicated_kv]") {
   Db a, b;
-  ReplicatedKv kv_a(a.engine.get(), 1), kv_b(b.engine.get(), 1);
+  ReplicatedKv kv_a(a.get(), 1), kv_b(b.get(), 1);
   auto e1 = PutEntry(1, "k1", "v1", 7, 1);
   auto e2 = PutEntry(2, "k2", "v2", 7, 2);
   storage::WriteBatch batch;
   std::vector<std::any> results;
   kv_a.Apply(0, {&e1, &e2}, &batch, &results);
-  REQUIRE(a.engine->Write(batch, false).ok());
+  REQUIRE(a->Write(batch, false).ok());
 
   auto image = kv_a.Snapshot(0);
   REQUIRE(image.ok());
   storage::WriteBatch restore;
   REQUIRE(kv_b.Restore(0, *image, &restore).ok());
-  REQUIRE(b.engine->Write(restore, false).ok());
+  REQUIRE(b->Write(restore, false).ok());
   std::string v;
-  REQUIRE(b.engine->Get(storage::Cf::kData, DataKey("k2"), &v).ok());
+  REQUIRE(b->Get(storage::Cf::kData, DataKey("k2"), &v).ok());
   CHECK(v == "v2");
   // A retry of seq 2 on the new node is answered from the dedup table, not re-applied.
   auto retry = PutEntry(3, "k2", "changed", 7, 2);
   storage::WriteBatch again;
   kv_b.Apply(0, {&retry}, &again, &results);
-  REQUIRE(b.engine->Write(again, false).ok());
-  REQUIRE(b.engine->Get(storage::Cf::kData, DataKey("k2"), &v).ok());
+  REQUIRE(b->Write(again, false).ok());
+  REQUIRE(b->Get(storage::Cf::kData, DataKey("k2"), &v).ok());
   CHECK(v == "v2");
 }
 
 TEST_CASE("a malformed snapshot image is refused and changes nothing", "[replicated_kv]") {
   Db db;
-  ReplicatedKv kv(db.engine.get(), 1);
+  ReplicatedKv kv(db.get(), 1);
   for (std::string bad : {std::string(""), std::string(7, '\0'), std::string("\0\0\0\0\0\0\0\x01\x05", 9),
                           std::string("\0\0\0\0\0\0\0\x01\0\xff\xff\xff\xff\xff\xff\xff\xff", 17)}) {
     storage::WriteBatch batch;
