@@ -337,7 +337,13 @@ void Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
       stats_.write_failures.fetch_add(1, std::memory_order_relaxed);
       for (Group* g : ready) g->log->OnWriteFailed();
       for (Group* g : compacted) g->log->OnWriteFailed();
-      spdlog::error("replication write failed ({} groups); retrying: {}", ready.size(), s.ToString());
+      // Say it once, then at most every 10 s: a full disk fails every cycle until freed.
+      auto now = Clock::now();
+      if (now - last_failure_log_ > std::chrono::seconds(10)) {
+        spdlog::error("replication write failed ({} groups; {} failures so far); retrying: {}", ready.size(),
+                      stats_.write_failures.load(), s.ToString());
+        last_failure_log_ = now;
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
       return;
     }

@@ -165,6 +165,7 @@ class Driver {
   // Driver thread only.
   std::vector<std::unique_ptr<Group>> groups_;
   std::chrono::steady_clock::time_point last_tick_time_;
+  std::chrono::steady_clock::time_point last_failure_log_{};
 
   // Published for other threads: per group, lease deadline (steady ns; 0 = none) and leader.
   std::unique_ptr<std::atomic<int64_t>[]> lease_deadline_ns_;

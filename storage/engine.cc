@@ -956,6 +956,13 @@ EngineHealth Engine::health() const {
     h.error = impl_->health->error;
   }
   h.disk_free_bytes = FreeBytes(impl_->options.dir).value_or(0);
+  // Below the reserve, writes are refused before they reach RocksDB (see Write), so the
+  // engine is unhealthy even though no write has failed inside RocksDB.
+  if (h.ok && impl_->options.reserve_disk_bytes > 0 && h.disk_free_bytes < impl_->options.reserve_disk_bytes) {
+    h.ok = false;
+    h.error = impl_->options.dir + ": No space left on device: only " + std::to_string(h.disk_free_bytes >> 20) +
+              " MiB free, below the reserve of " + std::to_string(impl_->options.reserve_disk_bytes >> 20) + " MiB";
+  }
   for (auto* handle : impl_->cfs) {
     uint64_t v = 0;
     if (impl_->db->GetIntProperty(handle, rocksdb::DB::Properties::kTotalSstFilesSize, &v)) {

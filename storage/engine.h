@@ -75,8 +75,8 @@ class WriteBatch {
 };
 
 struct EngineHealth {
-  bool ok = true;
-  std::string error;        // last write error while !ok
+  bool ok = true;           // false after a failed write, or while free space is below the reserve
+  std::string error;        // why, while !ok
   uint64_t disk_free_bytes = 0;
   uint64_t live_bytes = 0;  // approximate size of all SST files + memtables
   uint64_t keys_estimate = 0;

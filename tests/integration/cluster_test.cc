@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -37,14 +38,18 @@ int FreePort() {
 }
 
 struct Cluster {
-  explicit Cluster(int n = 3, std::vector<std::string> extra = {}) {
+  // `data_dirs` overrides where node i keeps its data (e.g. on a small filesystem).
+  explicit Cluster(int n = 3, std::vector<std::string> extra = {}, std::map<int, std::string> data_dirs = {},
+                   std::map<int, std::vector<std::string>> node_extra = {}) {
     for (int i = 0; i < n; ++i) addresses.push_back("127.0.0.1:" + std::to_string(FreePort()));
     std::string peers;
     for (auto& a : addresses) peers += (peers.empty() ? "" : ",") + a;
     for (int i = 0; i < n; ++i) {
       std::vector<std::string> args = {"--listen", addresses[i], "--peers", peers, "--shard-count", "8"};
       args.insert(args.end(), extra.begin(), extra.end());
-      nodes.push_back(std::make_unique<Ringd>(RingdOptions{dir.Sub("n" + std::to_string(i + 1)), args}));
+      args.insert(args.end(), node_extra[i].begin(), node_extra[i].end());
+      std::string data = data_dirs.count(i) ? data_dirs[i] : dir.Sub("n" + std::to_string(i + 1));
+      nodes.push_back(std::make_unique<Ringd>(RingdOptions{data, args}));
     }
   }
   std::unique_ptr<Client> Connect(std::chrono::milliseconds timeout = 10s) {
@@ -268,6 +273,38 @@ TEST_CASE("a node behind the compacted logs catches up from a snapshot after a r
   REQUIRE(client->Get("{s}before", &v).ok());
   // Exactly-once state travelled too: the dedup table is part of the snapshot.
   REQUIRE(client->Put("{s}after", "x").ok());
+}
+
+TEST_CASE("a follower whose disk fills up is survived without client errors", "[integration][fault][cluster]") {
+  // Node 3 keeps its data on a 48 MiB tmpfs and refuses writes below 40 MiB free, so it
+  // fills up after a few MiB. (Mounting needs root; elsewhere the test is skipped.)
+  TempDir mnt;
+  if (std::system(("mount -t tmpfs -o size=48m tmpfs " + mnt.path() + " 2>/dev/null").c_str()) != 0) {
+    WARN("cannot mount a tmpfs here (not root?); skipping the full-disk test");
+    return;
+  }
+  struct Unmount {
+    std::string path;
+    ~Unmount() { (void)std::system(("umount -l " + path + " 2>/dev/null").c_str()); }
+  } unmount{mnt.path()};
+  {
+    Cluster c(3, {}, {{2, mnt.path() + "/n3"}}, {{2, {"--reserve-disk-mb", "40"}}});
+    auto client = c.Connect();
+    std::string value(1000, 'v');
+    int errors = 0;
+    for (int i = 0; i < 6000; ++i) {
+      if (!client->Put("full" + std::to_string(i), value).ok()) ++errors;
+    }
+    CHECK(errors == 0);  // a majority (nodes 1 and 2) still commits every write
+    // The full node says so, and keeps running.
+    auto [code, body] = HttpGet(c.nodes[2]->metrics_address(), "/health");
+    CHECK(code == 503);
+    CHECK(body.find("No space left on device") != std::string::npos);
+    CHECK(c.nodes[2]->process().running());
+    std::string v;
+    REQUIRE(client->Get("full5999", &v).ok());
+    CHECK(v == value);
+  }
 }
 
 // Forwards one client connection to a node; drops the reply to every `drop_every`-th

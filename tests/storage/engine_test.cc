@@ -671,8 +671,10 @@ TEST_CASE("writes are refused below the disk reserve while reads keep working", 
   CHECK(MustGet(*engine, Cf::kData, "k") == "v");
   std::string value;
   CHECK(engine->Get(Cf::kData, "new", &value).IsNotFound());
-  // Refused up front, RocksDB never failed: the engine itself is healthy.
-  CHECK(engine->health().ok);
+  // RocksDB never failed, but a node that refuses writes is not healthy: health says why.
+  EngineHealth h = engine->health();
+  CHECK_FALSE(h.ok);
+  CHECK(Contains(h.error, "below the reserve of"));
 }
 
 TEST_CASE("concurrent writers and readers do not interfere", "[storage]") {
