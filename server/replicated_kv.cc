@@ -20,9 +20,11 @@ bool GetU64(std::string_view in, size_t* pos, uint64_t* v) {
   return true;
 }
 
+// A shard's dedup records are the meta keys "x/" be64(group) be64(client): one range.
+std::string ClientPrefix(uint64_t group) { return "x/" + HashPrefix(group); }
+
 std::string ClientKey(uint64_t group, uint64_t client) {
-  std::string k = "x/";
-  PutU64(&k, group);
+  std::string k = ClientPrefix(group);
   PutU64(&k, client);
   return k;
 }
@@ -203,8 +205,8 @@ void ReplicatedKv::Apply(uint64_t group, const std::vector<const replication::En
   // Forget idle clients now and then; the trigger is the log index, so every replica
   // expires the same clients at the same point.
   if (!entries.empty() && entries.back()->index / 1024 != (entries.front()->index - 1) / 1024 && newest_ms > kClientRetentionMs) {
-    std::string prefix = "x/" + HashPrefix(group);
-    std::string end = "x/" + HashPrefix(group + 1);
+    std::string prefix = ClientPrefix(group);
+    std::string end = ClientPrefix(group + 1);
     engine_->Scan(storage::Cf::kMeta, prefix, end, [&](std::string_view key, std::string_view value) {
       ClientRecord rec;
       if (DecodeRecord(value, &rec) && rec.last_active_ms + kClientRetentionMs < newest_ms) {
@@ -237,7 +239,7 @@ Result<std::string> ReplicatedKv::Snapshot(uint64_t group) {
   RETURN_IF_ERROR(engine_->Scan(storage::Cf::kData, shards_.StartBound(shard), shards_.EndBound(shard),
                                 [&](std::string_view k, std::string_view v) { return add(0, k, v); }));
   if (!too_big) {
-    RETURN_IF_ERROR(engine_->Scan(storage::Cf::kMeta, "x/" + HashPrefix(group), "x/" + HashPrefix(group + 1),
+    RETURN_IF_ERROR(engine_->Scan(storage::Cf::kMeta, ClientPrefix(group), ClientPrefix(group + 1),
                                   [&](std::string_view k, std::string_view v) { return add(1, k, v); }));
   }
   if (too_big) {
@@ -275,7 +277,7 @@ Status ReplicatedKv::Restore(uint64_t group, std::string_view image, storage::Wr
   }
   if (pos != image.size()) return Status::Corruption(bad);
   batch->DeleteRange(storage::Cf::kData, shards_.StartBound(shard), shards_.EndBound(shard));
-  batch->DeleteRange(storage::Cf::kMeta, "x/" + HashPrefix(group), "x/" + HashPrefix(group + 1));
+  batch->DeleteRange(storage::Cf::kMeta, ClientPrefix(group), ClientPrefix(group + 1));
   for (const auto& it : items) batch->Put(it.cf == 0 ? storage::Cf::kData : storage::Cf::kMeta, it.k, it.v);
   return Status::OK();
 }
