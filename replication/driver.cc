@@ -47,6 +47,15 @@ struct Driver::Group {
   std::map<uint64_t, Pending> pending;  // proposals by log index
   std::optional<Ready> held;            // taken from the core, not yet durably handled
   uint64_t compact_to = 0;              // compaction staged into the next cycle's batch
+  // ReadIndex requests: by context until confirmed, then by index until applied.
+  std::map<std::string, std::function<void(Status)>> reads_unconfirmed;
+  std::multimap<uint64_t, std::function<void(Status)>> reads_confirmed;
+  void FailReads(const Status& s) {
+    for (auto& [ctx, done] : reads_unconfirmed) done(s);
+    for (auto& [index, done] : reads_confirmed) done(s);
+    reads_unconfirmed.clear();
+    reads_confirmed.clear();
+  }
 };
 
 Driver::Driver(const DriverOptions& options, storage::Engine* engine, Transport* transport, StateMachine* sm)
@@ -133,9 +142,16 @@ void Driver::Stop() {
   cv_.notify_one();
   if (thread_.joinable()) thread_.join();
   for (auto& p : queued) p.done(Status::Unavailable("node is shutting down"), {});
+  std::vector<std::pair<uint64_t, std::function<void(Status)>>> reads;
+  {
+    std::lock_guard lock(mu_);
+    reads.swap(reads_);
+  }
+  for (auto& [group, done] : reads) done(Status::Unavailable("node is shutting down"));
   for (auto& g : groups_) {
     for (auto& [index, p] : g->pending) p.done(Status::Unavailable("node is shutting down"), {});
     g->pending.clear();
+    g->FailReads(Status::Unavailable("node is shutting down"));
   }
 }
 
@@ -165,6 +181,36 @@ void Driver::Propose(uint64_t group, std::string data, ProposeDone done) {
     }
   }
   done(Status::Unavailable("node is shutting down"), {});
+}
+
+void Driver::ReadIndex(uint64_t group, std::function<void(Status)> done) {
+  if (group >= options_.group_count) {
+    done(Status::InvalidArgument("no replication group " + std::to_string(group)));
+    return;
+  }
+  {
+    std::lock_guard lock(mu_);
+    if (!stopping_) {
+      reads_.emplace_back(group, std::move(done));
+      cv_.notify_one();
+      return;
+    }
+  }
+  done(Status::Unavailable("node is shutting down"));
+}
+
+void Driver::StartReads(std::vector<std::pair<uint64_t, std::function<void(Status)>>>* reads) {
+  for (auto& [group, done] : *reads) {
+    Group& g = *groups_[group];
+    std::string ctx = std::to_string(next_read_ctx_++);
+    Status s = g.core->ReadIndex(ctx);
+    if (!s.ok()) {
+      done(s.WithContext("shard " + std::to_string(group)));
+      continue;
+    }
+    g.reads_unconfirmed.emplace(std::move(ctx), std::move(done));
+  }
+  reads->clear();
 }
 
 void Driver::TransferLeadership(uint64_t group, NodeId target) {
@@ -207,18 +253,20 @@ void Driver::Loop() {
   std::vector<GroupMessage> inbox;
   std::vector<Proposal> proposals;
   std::vector<std::pair<uint64_t, NodeId>> transfers;
+  std::vector<std::pair<uint64_t, std::function<void(Status)>>> reads;
   for (;;) {
     int ticks = 0;
     {
       std::unique_lock lock(mu_);
       auto next_tick = last_tick_time_ + options_.tick_interval;
       cv_.wait_until(lock, next_tick, [&] {
-        return stopping_ || !inbox_.empty() || !proposals_.empty() || !transfers_.empty();
+        return stopping_ || !inbox_.empty() || !proposals_.empty() || !transfers_.empty() || !reads_.empty();
       });
       if (stopping_) return;
       inbox.swap(inbox_);
       proposals.swap(proposals_);
       transfers.swap(transfers_);
+      reads.swap(reads_);
     }
     auto now = Clock::now();
     while (now >= last_tick_time_ + options_.tick_interval) {
@@ -235,6 +283,7 @@ void Driver::Loop() {
       }
     }
     transfers.clear();
+    StartReads(&reads);
     Cycle(&inbox, &proposals, ticks);
     inbox.clear();
     proposals.clear();
@@ -419,6 +468,20 @@ void Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
       }
       g.applied = e.index;
       stats_.entries_applied.fetch_add(1, std::memory_order_relaxed);
+    }
+    for (const ReadState& rs : rd.read_states) {
+      auto it = g.reads_unconfirmed.find(rs.context);
+      if (it == g.reads_unconfirmed.end()) continue;
+      g.reads_confirmed.emplace(rs.index, std::move(it->second));
+      g.reads_unconfirmed.erase(it);
+    }
+    if (rd.soft_state && rd.soft_state->role != Role::kLeader) {
+      g.FailReads(Status::NotLeader("shard " + std::to_string(g.id) + ": leadership was lost before the read was confirmed"));
+    }
+    while (!g.reads_confirmed.empty() && g.reads_confirmed.begin()->first <= g.applied) {
+      auto done = std::move(g.reads_confirmed.begin()->second);
+      g.reads_confirmed.erase(g.reads_confirmed.begin());
+      done(Status::OK());
     }
     g.core->Advance();
     g.held.reset();

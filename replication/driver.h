@@ -128,6 +128,12 @@ class Driver {
 
   // True if a read of `group` may be served from this node's state right now.
   bool ReadLeaseValid(uint64_t group) const;
+
+  // The fallback when the lease is not held: confirms leadership with a heartbeat round
+  // (ReadIndex) and runs `done` (driver thread) once this node has applied everything
+  // committed before the call, so a read of local state made in `done` is linearizable.
+  // NotLeader if this node does not lead `group` or loses leadership first.
+  void ReadIndex(uint64_t group, std::function<void(Status)> done);
   // The leader this node last heard of for `group` (kNoNode if unknown).
   NodeId LeaderOf(uint64_t group) const;
 
@@ -154,6 +160,7 @@ class Driver {
   Driver(const DriverOptions& options, storage::Engine* engine, Transport* transport, StateMachine* sm);
   void Loop();
   void Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* proposals, int ticks);
+  void StartReads(std::vector<std::pair<uint64_t, std::function<void(Status)>>>* reads);
   void PublishLeases(std::chrono::steady_clock::time_point tick_time);
 
   // Constant after construction.
@@ -166,6 +173,7 @@ class Driver {
   std::vector<std::unique_ptr<Group>> groups_;
   std::chrono::steady_clock::time_point last_tick_time_;
   std::chrono::steady_clock::time_point last_failure_log_{};
+  uint64_t next_read_ctx_ = 1;
 
   // Published for other threads: per group, lease deadline (steady ns; 0 = none) and leader.
   std::unique_ptr<std::atomic<int64_t>[]> lease_deadline_ns_;
@@ -176,6 +184,7 @@ class Driver {
   std::vector<GroupMessage> inbox_;   // guarded by mu_
   std::vector<Proposal> proposals_;   // guarded by mu_
   std::vector<std::pair<uint64_t, NodeId>> transfers_;  // guarded by mu_
+  std::vector<std::pair<uint64_t, std::function<void(Status)>>> reads_;  // guarded by mu_
   std::vector<GroupStatus> status_;   // guarded by mu_, refreshed each cycle
   bool stopping_ = false;             // guarded by mu_
 

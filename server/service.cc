@@ -146,9 +146,29 @@ bool KvService::Handle(const pb::Request& req, pb::Response* resp, const Later& 
       const std::string& key = req.get().key();
       s = CheckKey(key);
       if (s.ok()) s = CheckShard(req, key);
-      if (s.ok() && !node_->driver->ReadLeaseValid(node_->shards.ShardOfKey(key))) {
-        Redirect(node_, node_->shards.ShardOfKey(key), resp);
-        return true;
+      ShardId shard = node_->shards.ShardOfKey(key);
+      if (s.ok() && !node_->driver->ReadLeaseValid(shard)) {
+        if (node_->driver->LeaderOf(shard) != ReplicaId(*node_->config)) {
+          Redirect(node_, shard, resp);
+          return true;
+        }
+        // Leader without a lease (just elected, or handing over): confirm leadership with
+        // a heartbeat round, then read once everything committed before is applied.
+        NodeContext* node = node_;
+        std::string dkey = DataKey(key);
+        uint64_t id = req.id();
+        node_->driver->ReadIndex(shard, [node, dkey, id, later, m, shard](Status st) {
+          pb::Response out;
+          out.set_id(id);
+          if (st.ok()) st = node->engine->Get(storage::Cf::kData, dkey, out.mutable_get()->mutable_value());
+          if (!st.ok()) {
+            out.clear_get();
+            if (st.code() == StatusCode::kNotLeader) Redirect(node, shard, &out);
+            else Fail(st, m, &out);
+          }
+          later(std::move(out));
+        });
+        return false;
       }
       if (s.ok()) s = node_->engine->Get(storage::Cf::kData, DataKey(key), resp->mutable_get()->mutable_value());
       if (!s.ok()) {

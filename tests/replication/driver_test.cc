@@ -243,6 +243,24 @@ TEST_CASE("a node behind the leaders' compacted logs catches up from a state sna
   CHECK(c.AllApplied(0, after, "after"));
 }
 
+TEST_CASE("ReadIndex confirms leadership on the leader and refuses on followers", "[replication][driver]") {
+  Cluster c;
+  uint64_t idx = c.Propose(2, "r");
+  REQUIRE(c.AllApplied(2, idx, "r"));
+  int ok = 0, not_leader = 0;
+  for (auto& n : c.nodes) {
+    auto p = std::make_shared<std::promise<Status>>();
+    n->driver->ReadIndex(2, [p](Status s) { p->set_value(s); });
+    auto f = p->get_future();
+    REQUIRE(f.wait_for(5s) == std::future_status::ready);
+    Status s = f.get();
+    if (s.ok()) ++ok;
+    else if (s.code() == StatusCode::kNotLeader) ++not_leader;
+  }
+  CHECK(ok == 1);
+  CHECK(not_leader == 2);
+}
+
 TEST_CASE("a leader cut off from its peers loses its read lease and its proposals fail over", "[replication][driver]") {
   Cluster c;
   uint64_t idx = c.Propose(1, "x");
