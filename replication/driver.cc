@@ -339,7 +339,13 @@ void Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
     }
     Status s = g.log->Append(rd.entries, &batch);
     if (!s.ok()) spdlog::error("group {}: {}", g.id, s.ToString());
-    if (rd.hard_state) g.log->SetHardState(*rd.hard_state, &batch);
+    // Term and vote must be durable before any message that depends on them goes out. The
+    // commit index need not be (a restarted core takes it from the applied index and the
+    // leader), so a Ready that only advanced it costs no write.
+    if (rd.hard_state && (rd.hard_state->term != g.log->hard_state().term ||
+                          rd.hard_state->vote != g.log->hard_state().vote)) {
+      g.log->SetHardState(*rd.hard_state, &batch);
+    }
     must_sync |= rd.must_sync;
 
     std::vector<const Entry*> apply;
@@ -375,6 +381,15 @@ void Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
     return;
   }
 
+  // A leader's appends go out before its own write, so the fsyncs overlap (see
+  // raft_core.h). Everything else waits for the write.
+  std::map<NodeId, std::vector<GroupMessage>> early;
+  for (Group* g : ready) {
+    for (auto& m : g->held->early_messages) early[m.to].push_back(GroupMessage{g->id, std::move(m)});
+    g->held->early_messages.clear();
+  }
+  Send(&early);
+
   if (batch.count() > 0) {
     bool sync = options_.sync && must_sync;
     auto start = Clock::now();
@@ -386,6 +401,7 @@ void Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
       stats_.write_failures.fetch_add(1, std::memory_order_relaxed);
       for (Group* g : ready) g->log->OnWriteFailed();
       for (Group* g : compacted) g->log->OnWriteFailed();
+      state_machine_->OnWriteFailed();
       // Say it once, then at most every 10 s: a full disk fails every cycle until freed.
       auto now = Clock::now();
       if (now - last_failure_log_ > std::chrono::seconds(10)) {
@@ -491,11 +507,16 @@ void Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
       g.compact_to = g.applied - options_.retain;
     }
   }
-  for (auto& [to, msgs] : outbox) {
+  Send(&outbox);
+  PublishLeases(last_tick_time_);
+}
+
+void Driver::Send(std::map<NodeId, std::vector<GroupMessage>>* outbox) {
+  for (auto& [to, msgs] : *outbox) {
     stats_.messages_sent.fetch_add(msgs.size(), std::memory_order_relaxed);
     transport_->Send(to, std::move(msgs));
   }
-  PublishLeases(last_tick_time_);
+  outbox->clear();
 }
 
 void Driver::PublishLeases(Clock::time_point tick_time) {

@@ -7,18 +7,23 @@
 //   2. collects the Ready of every group that has one and stages ALL of them into ONE
 //      storage WriteBatch: snapshots, log entries, hard states, the state machine's
 //      effects of the committed entries, and each group's applied index;
-//   3. writes that batch once, with ONE fsync (when any group needs one and the sync
-//      policy is `sync`): group commit across shards and clients;
-//   4. only then sends the cycle's messages, one Transport::Send per destination node;
+//   3. sends the leaders' appends (Ready::early_messages), then writes that batch once,
+//      with ONE fsync (when any group needs one and the sync policy is `sync`): group
+//      commit across shards and clients, overlapping the followers' fsyncs;
+//   4. only then sends the rest of the cycle's messages, one Transport::Send per
+//      destination node;
 //   5. completes the proposals whose entries were applied, and Advance()s every core.
 //
-// THE PERSISTENCE RULE (see raft_core.h): no message leaves before the write that makes
-// its entries and hard state durable has returned OK. If the write fails, nothing is
-// sent, nothing is advanced, and the same Readys are staged again on the next attempt
-// (the disk may be full); their effects are deterministic, so staging twice is harmless.
+// THE PERSISTENCE RULE (see raft_core.h): no message except a leader's append leaves
+// before the write that makes its entries and hard state durable has returned OK. If the
+// write fails, nothing more is sent, nothing is advanced, and the same Readys are staged
+// again on the next attempt (the disk may be full); their effects are deterministic, so
+// staging twice is harmless.
 //
 // Applied entries and the applied index are written in the same batch as the log, so
-// after a crash a group resumes exactly where its state machine is.
+// after a crash a group resumes exactly where its state machine is. The hard state is
+// written only when its term or vote changes: the commit index is not needed for safety,
+// and a restarted core takes it from the applied index.
 //
 // Reads: the driver publishes, per group, until when this node may serve reads locally
 // (leader, read lease held, and its own term's first entry applied); ReadLeaseValid() is
@@ -62,6 +67,9 @@ class StateMachine {
   virtual Result<std::string> Snapshot(uint64_t group) = 0;
   // Replaces `group`'s state with a Snapshot() image, in *batch. Corruption if malformed.
   virtual Status Restore(uint64_t group, std::string_view image, storage::WriteBatch* batch) = 0;
+  // The batch holding the effects of the last Apply/Restore calls was not written; they
+  // will be made again. A state machine that caches what it staged must forget it.
+  virtual void OnWriteFailed() {}
 };
 
 struct DriverOptions {
@@ -162,6 +170,7 @@ class Driver {
   void Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* proposals, int ticks);
   void StartReads(std::vector<std::pair<uint64_t, std::function<void(Status)>>>* reads);
   void PublishLeases(std::chrono::steady_clock::time_point tick_time);
+  void Send(std::map<NodeId, std::vector<GroupMessage>>* outbox);
 
   // Constant after construction.
   const DriverOptions options_;

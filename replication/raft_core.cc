@@ -115,14 +115,16 @@ Status RaftCore::Init() {
   }
   term_ = hs.term;
   vote_ = hs.vote;
-  committed_ = std::max(hs.commit, base_index_);
   unstable_offset_ = last + 1;
   const uint64_t applied = initial_applied_ == 0 ? base_index_ : initial_applied_;
-  if (applied < base_index_ || applied > committed_) {
+  if (applied < base_index_ || applied > last) {
     return Status::InvalidArgument("raft config: applied index " + std::to_string(applied) +
-                                   " is outside [" + std::to_string(base_index_) + ", " +
-                                   std::to_string(committed_) + "]");
+                                   " is outside the stored log [" + std::to_string(base_index_) + ", " +
+                                   std::to_string(last) + "]");
   }
+  // Only committed entries are ever applied, so the applied index is a commit index too:
+  // a driver may persist the commit index lazily (it is not needed for safety).
+  committed_ = std::max({hs.commit, base_index_, applied});
   applied_ = applying_ = applied;
   prev_hard_ = hs;
   BecomeFollower(term_, kNoNode);
@@ -1222,9 +1224,10 @@ Ready RaftCore::GetReady() {
     prev_soft_ = ss;
   }
   const HardState hs{term_, vote_, committed_};
+  const bool vote_durable = hs.term == prev_hard_.term && hs.vote == prev_hard_.vote;
   if (hs != prev_hard_) {
     rd.hard_state = hs;
-    if (hs.term != prev_hard_.term || hs.vote != prev_hard_.vote) rd.must_sync = true;
+    if (!vote_durable) rd.must_sync = true;
     prev_hard_ = hs;
   }
   if (unstable_snapshot_) {
@@ -1247,7 +1250,12 @@ Ready RaftCore::GetReady() {
       Fail(ents.status());
     }
   }
-  rd.messages.swap(msgs_);
+  for (Message& m : msgs_) {
+    const bool leader_to_follower = m.type == MessageType::kAppend || m.type == MessageType::kHeartbeat ||
+                                    m.type == MessageType::kSnapshot;
+    (vote_durable && leader_to_follower ? rd.early_messages : rd.messages).push_back(std::move(m));
+  }
+  msgs_.clear();
   while (!reads_confirmed_.empty() && reads_confirmed_.front().index <= applying_) {
     rd.read_states.push_back(
         ReadState{reads_confirmed_.front().index, std::move(reads_confirmed_.front().context)});

@@ -20,6 +20,7 @@
 //          rd.snapshot (replaces the log), then rd.entries (an entry at an index already
 //          stored replaces it and everything after it), then rd.hard_state;
 //     2. send rd.messages;                          <-- never before step 1 is durable
+//        (rd.early_messages may go out before step 1 even starts; see below)
 //     3. install rd.snapshot into the state machine, then apply rd.committed_entries in
 //        order; then serve rd.read_states;
 //     4. core.Advance();
@@ -30,6 +31,13 @@
 // or an append acknowledgement is a promise about what is on disk; sending it early lets
 // a crash break Raft's safety. Committed entries may be applied in the same pass because
 // they never go beyond what step 1 made durable.
+//
+// The one exception (thesis §10.2.1): a leader's appends, heartbeats and snapshots, which
+// the core puts in rd.early_messages, may be sent while the leader's own entries are being
+// written, so the leader's fsync overlaps its followers'. This is safe because the leader
+// counts its own log toward a commit only after Advance(), and because the core files a
+// message there only when the Ready changes no term or vote: everything such a message
+// vouches for is already durable.
 //
 // Between GetReady() and Advance() the driver may keep calling Step, Tick and the request
 // methods (for example while an fsync is in flight); their effects go into the next Ready.
@@ -157,6 +165,7 @@ struct Ready {
   std::optional<Snapshot> snapshot;     // persist (replacing the log) and install
   std::vector<Entry> entries;           // persist, truncating any conflicting suffix
   std::vector<Message> messages;        // send only after the above are durable
+  std::vector<Message> early_messages;  // a leader's appends: may be sent at once
   std::vector<Entry> committed_entries;  // apply in order (after `snapshot`)
   std::vector<ReadState> read_states;    // serve after applying committed_entries
   // Whether step 1 needs an fsync: false when only the commit index changed.

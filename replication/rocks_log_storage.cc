@@ -149,6 +149,11 @@ Result<StoredState> RocksLogStorage::InitialState() const {
   return StoredState{hard_state_, snapshot_.meta.conf};
 }
 
+const Entry* RocksLogStorage::Cached(uint64_t index) const {
+  if (cache_.empty() || index < cache_.front().index || index > cache_.back().index) return nullptr;
+  return &cache_[index - cache_.front().index];
+}
+
 Result<std::vector<Entry>> RocksLogStorage::Entries(uint64_t lo, uint64_t hi, uint64_t max_bytes) const {
   if (lo < first_index_) return CompactedError(lo, first_index_);
   if (hi > last_index_ + 1) {
@@ -158,6 +163,15 @@ Result<std::vector<Entry>> RocksLogStorage::Entries(uint64_t lo, uint64_t hi, ui
   std::vector<Entry> out;
   if (lo >= hi) return out;
   uint64_t bytes = 0;
+  if (Cached(lo) != nullptr) {
+    for (uint64_t i = lo; i < hi; ++i) {
+      const Entry& e = *Cached(i);
+      bytes += e.ByteSize();
+      if (!out.empty() && bytes > max_bytes) break;
+      out.push_back(e);
+    }
+    return out;
+  }
   Status decode_status;
   RETURN_IF_ERROR(engine_->Scan(storage::Cf::kRaftLog, EntryKey(lo), EntryKey(hi),
                                 [&](std::string_view key, std::string_view value) {
@@ -188,6 +202,7 @@ Result<uint64_t> RocksLogStorage::Term(uint64_t index) const {
     return Status::Unavailable("term of " + std::to_string(index) + " requested; last index is " +
                                std::to_string(last_index_));
   }
+  if (const Entry* e = Cached(index)) return e->term;
   std::string v;
   Status s = engine_->Get(storage::Cf::kRaftLog, EntryKey(index), &v);
   if (s.IsNotFound()) {
@@ -212,9 +227,13 @@ Status RocksLogStorage::Append(const std::vector<Entry>& entries, storage::Write
     return Status::InvalidArgument("group " + std::to_string(group_) + ": append at " + std::to_string(lo) +
                                    " would leave a gap after " + std::to_string(last));
   }
+  // Entries staged earlier in this cycle from lo on are replaced too.
+  auto& staged = pending_.entries;
+  while (!staged.empty() && staged.back().index >= lo) staged.pop_back();
   for (const Entry& e : entries) {
     if (e.index < first) continue;  // already covered by the snapshot
     batch->Put(storage::Cf::kRaftLog, EntryKey(e.index), EncodeEntry(e));
+    staged.push_back(e);
   }
   uint64_t new_last = entries.back().index;
   if (new_last < last) {
@@ -243,6 +262,8 @@ void RocksLogStorage::ApplySnapshot(const replication::Snapshot& snap, storage::
   pending_.snapshot = snap;
   pending_.first_index = snap.meta.index + 1;
   pending_.last_index = snap.meta.index;
+  pending_.entries.clear();
+  pending_.reset_cache = true;
 }
 
 Status RocksLogStorage::Compact(const replication::Snapshot& snap, storage::WriteBatch* batch) {
@@ -266,7 +287,38 @@ void RocksLogStorage::OnWritten() {
   if (pending_.first_index) first_index_ = *pending_.first_index;
   if (pending_.last_index) last_index_ = *pending_.last_index;
   if (pending_.hard_state) hard_state_ = *pending_.hard_state;
+  PublishToCache(std::move(pending_.entries), pending_.reset_cache);
   pending_ = Pending{};
+}
+
+void RocksLogStorage::PublishToCache(std::vector<Entry> appended, bool reset) {
+  auto drop_back = [&] {
+    cache_bytes_ -= cache_.back().ByteSize();
+    cache_.pop_back();
+  };
+  auto drop_front = [&] {
+    cache_bytes_ -= cache_.front().ByteSize();
+    cache_.pop_front();
+  };
+  if (reset) {
+    cache_.clear();
+    cache_bytes_ = 0;
+  }
+  if (!appended.empty()) {
+    uint64_t lo = appended.front().index;
+    while (!cache_.empty() && cache_.back().index >= lo) drop_back();  // a replaced suffix
+    if (!cache_.empty() && cache_.back().index + 1 != lo) {
+      cache_.clear();  // not contiguous with what is cached: start over from here
+      cache_bytes_ = 0;
+    }
+    for (Entry& e : appended) {
+      cache_bytes_ += e.ByteSize();
+      cache_.push_back(std::move(e));
+    }
+  }
+  // The cache mirrors the published log: nothing compacted away, nothing past the end.
+  while (!cache_.empty() && cache_.back().index > last_index_) drop_back();
+  while (!cache_.empty() && (cache_.front().index < first_index_ || cache_bytes_ > kEntryCacheBytes)) drop_front();
 }
 
 void RocksLogStorage::OnWriteFailed() { pending_ = Pending{}; }

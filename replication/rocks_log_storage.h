@@ -15,10 +15,16 @@
 // core only ever reads what was durably written, which is what the LogStorage contract
 // promises it.
 //
+// Reads of the recent tail are served from memory: the entries written last (up to
+// kEntryCacheBytes per group) are kept in a cache, so the hot path (the core asking for
+// terms and for just-committed entries to apply or send) never touches RocksDB. Older
+// entries, and anything after a restart, are read from the engine.
+//
 // Thread-safety: none; the driver thread owns every group's storage.
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -61,6 +67,8 @@ class RocksLogStorage final : public LogStorage {
   void OnWriteFailed();
 
   uint64_t group() const { return group_; }
+  // The hard state the engine holds (as published by OnWritten).
+  const HardState& hard_state() const { return hard_state_; }
 
   // Where Snapshot() gets a snapshot to send: the driver makes a fresh one of the state
   // machine at its applied index (the stored compaction record has no state data).
@@ -72,6 +80,9 @@ class RocksLogStorage final : public LogStorage {
   RocksLogStorage(storage::Engine* engine, uint64_t group) : engine_(engine), group_(group) {}
   std::string EntryKey(uint64_t index) const;
   Status LoadMeta();
+  // The cached entry at `index`, or null if it is not cached.
+  const Entry* Cached(uint64_t index) const;
+  void PublishToCache(std::vector<Entry> appended, bool reset);
 
   storage::Engine* const engine_;
   const uint64_t group_;
@@ -87,10 +98,18 @@ class RocksLogStorage final : public LogStorage {
     std::optional<uint64_t> first_index, last_index;
     std::optional<HardState> hard_state;
     std::optional<replication::Snapshot> snapshot;
+    std::vector<Entry> entries;  // appended (copies for the cache)
+    bool reset_cache = false;    // the log was replaced by a snapshot
   };
   Pending pending_;
   std::function<Result<replication::Snapshot>()> snapshot_source_;
+
+  // The newest published entries, consecutive, ending at last_index_ when non-empty.
+  std::deque<Entry> cache_;
+  uint64_t cache_bytes_ = 0;
 };
+
+inline constexpr uint64_t kEntryCacheBytes = 1u << 20;
 
 // Encodings, public for tests.
 std::string EncodeEntry(const Entry& e);

@@ -29,12 +29,6 @@ std::string ClientKey(uint64_t group, uint64_t client) {
   return k;
 }
 
-// A client's dedup record: when it was last seen, and results by seq.
-struct ClientRecord {
-  uint64_t last_active_ms = 0;
-  std::map<uint64_t, std::string> results;  // seq -> encoded KvResult
-};
-
 std::string EncodeResult(const KvResult& r) {
   std::string out;
   out.push_back(static_cast<char>(r.status.code()));
@@ -128,8 +122,14 @@ std::string EncodeCommand(const pb::Request& req, uint64_t now_ms) {
 void ReplicatedKv::Apply(uint64_t group, const std::vector<const replication::Entry*>& entries,
                          storage::WriteBatch* batch, std::vector<std::any>* results) {
   results->assign(entries.size(), std::any());
-  // Decode every command; find which are duplicates. Records are loaded once per client.
-  std::map<uint64_t, ClientRecord> clients;
+  // Decode every command; find which are duplicates. Records come from the cache, or are
+  // loaded once per client.
+  if (cached_records_ > kMaxCachedRecords) {
+    records_.clear();
+    cached_records_ = 0;
+  }
+  auto& cached = records_[group];
+  std::map<uint64_t, ClientRecord*> clients;
   std::vector<KvOp> ops(entries.size());
   std::vector<int> kind(entries.size(), 0);  // 0 apply, 1 duplicate, 2 refused, 3 same as an earlier entry
   std::vector<size_t> same_as(entries.size(), 0);
@@ -153,12 +153,17 @@ void ReplicatedKv::Apply(uint64_t group, const std::vector<const replication::En
     if (client == 0) continue;  // a caller that opted out of exactly-once
     client_of[i] = client;
     seq_of[i] = req.seq();
-    auto [it, fresh] = clients.try_emplace(client);
-    ClientRecord& rec = it->second;
+    auto [it, fresh] = clients.try_emplace(client, nullptr);
     if (fresh) {
-      std::string v;
-      if (engine_->Get(storage::Cf::kMeta, ClientKey(group, client), &v).ok()) DecodeRecord(v, &rec);
+      auto [c, missing] = cached.try_emplace(client);
+      if (missing) {
+        ++cached_records_;
+        std::string v;
+        if (engine_->Get(storage::Cf::kMeta, ClientKey(group, client), &v).ok()) DecodeRecord(v, &c->second);
+      }
+      it->second = &c->second;
     }
+    ClientRecord& rec = *it->second;
     rec.last_active_ms = std::max(rec.last_active_ms, stamp);
     // Results the client has seen answered are no longer needed.
     rec.results.erase(rec.results.begin(), rec.results.lower_bound(req.first_incomplete_seq()));
@@ -191,7 +196,7 @@ void ReplicatedKv::Apply(uint64_t group, const std::vector<const replication::En
     size_t i = where[k];
     final_results[i] = std::move(applied[k]);
     if (client_of[i] != 0) {
-      ClientRecord& rec = clients[client_of[i]];
+      ClientRecord& rec = *clients[client_of[i]];
       rec.results[seq_of[i]] = EncodeResult(final_results[i]);
       while (rec.results.size() > kMaxResultsPerClient) rec.results.erase(rec.results.begin());
     }
@@ -200,7 +205,7 @@ void ReplicatedKv::Apply(uint64_t group, const std::vector<const replication::En
     if (kind[i] == 3) final_results[i] = final_results[same_as[i]];
   }
   for (const auto& [client, rec] : clients) {
-    batch->Put(storage::Cf::kMeta, ClientKey(group, client), EncodeRecord(rec));
+    batch->Put(storage::Cf::kMeta, ClientKey(group, client), EncodeRecord(*rec));
   }
   // Forget idle clients now and then; the trigger is the log index, so every replica
   // expires the same clients at the same point.
@@ -213,7 +218,10 @@ void ReplicatedKv::Apply(uint64_t group, const std::vector<const replication::En
         size_t pos = prefix.size();
         uint64_t client = 0;
         GetU64(key, &pos, &client);
-        if (!clients.count(client)) batch->Delete(storage::Cf::kMeta, key);
+        if (!clients.count(client)) {
+          batch->Delete(storage::Cf::kMeta, key);
+          cached_records_ -= cached.erase(client);
+        }
       }
       return true;
     }).ok();
@@ -278,8 +286,17 @@ Status ReplicatedKv::Restore(uint64_t group, std::string_view image, storage::Wr
   if (pos != image.size()) return Status::Corruption(bad);
   batch->DeleteRange(storage::Cf::kData, shards_.StartBound(shard), shards_.EndBound(shard));
   batch->DeleteRange(storage::Cf::kMeta, ClientPrefix(group), ClientPrefix(group + 1));
+  if (auto it = records_.find(group); it != records_.end()) {
+    cached_records_ -= it->second.size();
+    records_.erase(it);
+  }
   for (const auto& it : items) batch->Put(it.cf == 0 ? storage::Cf::kData : storage::Cf::kMeta, it.k, it.v);
   return Status::OK();
+}
+
+void ReplicatedKv::OnWriteFailed() {
+  records_.clear();
+  cached_records_ = 0;
 }
 
 }  // namespace ring::server

@@ -17,11 +17,17 @@
 // decides alike) is forgotten. The records live in the shard's state, so snapshots and
 // shard moves carry them.
 //
-// Thread-safety: Apply runs on the driver thread only.
+// The records a shard's recent clients own are cached in memory (write-through: Apply
+// updates the cache as it stages the record's Put). A batch that fails to commit empties
+// the cache (OnWriteFailed), so the cache never holds state the engine does not.
+//
+// Thread-safety: every method runs on the driver thread only.
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
+#include <unordered_map>
 
 #include "common/keyspace.h"
 #include "replication/driver.h"
@@ -36,6 +42,13 @@ namespace ring::server {
 inline constexpr uint64_t kClientRetentionMs = 60 * 60 * 1000;  // one hour
 inline constexpr size_t kMaxResultsPerClient = 4096;
 inline constexpr size_t kMaxSnapshotBytes = 7u << 20;
+inline constexpr size_t kMaxCachedRecords = 100000;  // over all shards; then start over
+
+// A client's dedup record: when it was last seen, and results by seq.
+struct ClientRecord {
+  uint64_t last_active_ms = 0;
+  std::map<uint64_t, std::string> results;  // seq -> encoded KvResult
+};
 
 // Builds a log entry for `req` stamped with `now_ms`.
 std::string EncodeCommand(const pb::Request& req, uint64_t now_ms);
@@ -51,11 +64,15 @@ class ReplicatedKv final : public replication::StateMachine {
   // frame; a larger shard answers Unavailable (streaming SST files is future work).
   Result<std::string> Snapshot(uint64_t group) override;
   Status Restore(uint64_t group, std::string_view image, storage::WriteBatch* batch) override;
+  void OnWriteFailed() override;
 
  private:
   storage::Engine* const engine_;
   KvStateMachine kv_;
   const ShardRanges shards_;
+  // group -> client -> record, as the engine holds them once the current batch commits.
+  std::unordered_map<uint64_t, std::unordered_map<uint64_t, ClientRecord>> records_;
+  size_t cached_records_ = 0;
 };
 
 }  // namespace ring::server

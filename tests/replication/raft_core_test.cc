@@ -66,6 +66,7 @@ struct Replica {
       if (rd.snapshot) REQUIRE(disk.ApplySnapshot(*rd.snapshot).ok());
       REQUIRE(disk.Append(rd.entries).ok());
       if (rd.hard_state) disk.SetHardState(*rd.hard_state);
+      for (Message& m : rd.early_messages) out.push_back(std::move(m));
       for (Message& m : rd.messages) out.push_back(std::move(m));
       for (Entry& e : rd.committed_entries) applied.push_back(std::move(e));
       for (ReadState& r : rd.read_states) reads.push_back(std::move(r));
@@ -994,6 +995,31 @@ TEST_CASE("a restarted replica re-applies committed entries after its applied in
   CHECK(r.applied[2].data == "b");
 }
 
+TEST_CASE("a restarted replica trusts its applied index when the stored commit lags",
+          "[replication]") {
+  // A driver may persist the commit index lazily; entries it applied were committed.
+  Replica r(1, Voters({1}));
+  REQUIRE(r->Campaign().ok());
+  r.Flush();
+  REQUIRE(r->Propose("a").ok());
+  r.Flush();
+  REQUIRE(r.applied.size() == 2);
+  r.disk.SetHardState(HardState{r->term(), r->vote(), 0});  // the commit was never written
+  r.applied.clear();
+  r.Start(1, [](Config c) {
+    c.applied = 2;
+    return c;
+  });
+  CHECK(r->committed() == 2);
+  r.Flush();
+  CHECK(r.applied.empty());
+
+  // An applied index past the stored log is refused.
+  Config bad = TestConfig(1, &r.disk);
+  bad.applied = 3;
+  CHECK(RaftCore::Create(bad).status().IsInvalidArgument());
+}
+
 // --- linearizable reads ----------------------------------------------------------------
 
 TEST_CASE("ReadIndex confirms leadership with a heartbeat round before answering",
@@ -1104,6 +1130,34 @@ TEST_CASE("messages and entries produced between GetReady and Advance wait for t
   REQUIRE(r.disk.Append(rd.entries).ok());
   r->Advance();
   CHECK(r.disk.LastIndex() == 2);
+}
+
+TEST_CASE("only a leader's appends may be sent before its Ready is durable", "[replication]") {
+  // Thesis §10.2.1: the leader writes its log in parallel with replicating it. Votes and
+  // acknowledgements are promises about the disk and always wait.
+  Replica r(1, Voters({1, 2, 3}));
+  REQUIRE(r->Campaign().ok());
+  Ready rd = r->GetReady();
+  CHECK(rd.early_messages.empty());
+  CHECK(OfType(rd.messages, MessageType::kVote).size() == 2);
+  if (rd.hard_state) r.disk.SetHardState(*rd.hard_state);
+  r->Advance();
+  REQUIRE(r->Step(VoteResp(2, 1, 1)).ok());
+  REQUIRE(r->role() == Role::kLeader);
+  rd = r->GetReady();  // the new leader's no-op
+  CHECK(rd.entries.size() == 1);
+  CHECK(rd.messages.empty());
+  CHECK(OfType(rd.early_messages, MessageType::kAppend).size() == 2);
+  REQUIRE(r.disk.Append(rd.entries).ok());
+  r->Advance();
+
+  Replica f(2, Voters({1, 2, 3}));
+  Message app = Msg(MessageType::kAppend, 1, 2, 1);
+  app.entries = {E(1, 1)};
+  REQUIRE(f->Step(app).ok());
+  rd = f->GetReady();
+  CHECK(rd.early_messages.empty());
+  CHECK(OfType(rd.messages, MessageType::kAppendResp).size() == 1);
 }
 
 TEST_CASE("malformed messages are refused without effect", "[replication]") {

@@ -125,6 +125,37 @@ TEST_CASE("the RocksDB log matches the in-memory reference under random operatio
   CHECK(n->at(0).data == "neighbour");
 }
 
+TEST_CASE("a log larger than the entry cache reads the same from memory and from disk", "[replication]") {
+  EngineDir env;
+  auto log = OpenLog(env.get(), 3);
+  storage::WriteBatch batch;
+  const uint64_t n = 3 * kEntryCacheBytes / 8192;  // three cache budgets of 8 KiB entries
+  for (uint64_t i = 1; i <= n; ++i) {
+    REQUIRE(log->Append({Entry{1 + i / 100, i, EntryType::kNormal, std::string(8192, static_cast<char>('a' + i % 26))}},
+                        &batch).ok());
+    if (i % 7 == 0) Commit(env.get(), log.get(), &batch);
+  }
+  Commit(env.get(), log.get(), &batch);
+  auto check_all = [&](RocksLogStorage* l) {
+    auto all = l->Entries(1, n + 1, UINT64_MAX);
+    REQUIRE(all.ok());
+    REQUIRE(all->size() == n);
+    for (uint64_t i = 1; i <= n; ++i) {
+      CHECK((*all)[i - 1].index == i);
+      CHECK((*all)[i - 1].data[0] == static_cast<char>('a' + i % 26));
+      CHECK(*l->Term(i) == 1 + i / 100);
+    }
+    auto tail = l->Entries(n - 10, n + 1, 3 * 8192);  // capped by bytes
+    REQUIRE(tail.ok());
+    CHECK(tail->size() == 2);
+  };
+  check_all(log.get());
+  log.reset();
+  env.Reopen();
+  log = OpenLog(env.get(), 3);
+  check_all(log.get());  // nothing cached after a restart
+}
+
 TEST_CASE("staged log writes are invisible until their batch is written", "[replication]") {
   EngineDir env;
   auto log = OpenLog(env.get(), 1);

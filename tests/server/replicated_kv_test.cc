@@ -47,6 +47,46 @@ TEST_CASE("a shard snapshot carries its keys and dedup table to another node", "
   CHECK(v == "v2");
 }
 
+TEST_CASE("a batch that was never written leaves no trace in the dedup table", "[replicated_kv]") {
+  Db db;
+  ReplicatedKv kv(db.get(), 1);
+  auto e1 = PutEntry(1, "k1", "v1", 7, 1);
+  std::vector<std::any> results;
+  storage::WriteBatch lost;
+  kv.Apply(0, {&e1}, &lost, &results);
+  kv.OnWriteFailed();  // the driver's write failed: the same entry comes again
+  storage::WriteBatch batch;
+  kv.Apply(0, {&e1}, &batch, &results);
+  REQUIRE(db->Write(batch, false).ok());
+  std::string v;
+  REQUIRE(db->Get(storage::Cf::kData, DataKey("k1"), &v).ok());
+  CHECK(v == "v1");
+}
+
+TEST_CASE("a restored snapshot replaces the dedup records a node had cached", "[replicated_kv]") {
+  Db a, b;
+  ReplicatedKv kv_a(a.get(), 1), kv_b(b.get(), 1);
+  std::vector<std::any> results;
+  // b applied seq 2 on its own (a divergent, uncommitted history a snapshot overrides).
+  auto b2 = PutEntry(1, "k", "b-only", 7, 2);
+  storage::WriteBatch wb;
+  kv_b.Apply(0, {&b2}, &wb, &results);
+  REQUIRE(b->Write(wb, false).ok());
+  // a's state knows nothing of seq 2; b installs it, then seq 2 arrives through the log.
+  auto image = kv_a.Snapshot(0);
+  REQUIRE(image.ok());
+  storage::WriteBatch restore;
+  REQUIRE(kv_b.Restore(0, *image, &restore).ok());
+  REQUIRE(b->Write(restore, false).ok());
+  auto a2 = PutEntry(2, "k", "from-log", 7, 2);
+  storage::WriteBatch next;
+  kv_b.Apply(0, {&a2}, &next, &results);
+  REQUIRE(b->Write(next, false).ok());
+  std::string v;
+  REQUIRE(b->Get(storage::Cf::kData, DataKey("k"), &v).ok());
+  CHECK(v == "from-log");
+}
+
 TEST_CASE("a malformed snapshot image is refused and changes nothing", "[replicated_kv]") {
   Db db;
   ReplicatedKv kv(db.get(), 1);

@@ -196,6 +196,10 @@ void SimCluster::ApplyReady(Node& n, Ready& rd, uint64_t term) {
     n.soft = *rd.soft_state;
   }
 
+  // 0. A leader's appends may leave before its own write (sent already if the Ready was
+  //    held through a disk stall).
+  Send(n, &rd.early_messages);
+
   // 1. Persist: snapshot, entries, hard state. Only this survives a crash.
   if (rd.snapshot) {
     checker_.OnSnapshotPersisted(n.id, rd.snapshot->meta);
@@ -236,13 +240,7 @@ void SimCluster::ApplyReady(Node& n, Ready& rd, uint64_t term) {
   }
 
   // 2. Send, now that the state the messages vouch for is durable.
-  for (Message& m : rd.messages) {
-    if (m.type == MessageType::kSnapshot) stats_.snapshots_sent++;
-    if (trace_->on()) trace_->Line(who + "send " + replication::MessageToString(m));
-    auto slow = latency_.find({m.from, m.to});
-    const uint64_t due = slow == latency_.end() ? 0 : stats_.ticks + slow->second;
-    net_.push_back(Envelope{next_seq_++, std::move(m), due});
-  }
+  Send(n, &rd.messages);
 
   // 3. Apply.
   if (rd.snapshot) {
@@ -268,6 +266,18 @@ void SimCluster::ApplyReady(Node& n, Ready& rd, uint64_t term) {
   }
 }
 
+void SimCluster::Send(Node& n, std::vector<Message>* msgs) {
+  const std::string who = "  node " + std::to_string(n.id) + ": ";
+  for (Message& m : *msgs) {
+    if (m.type == MessageType::kSnapshot) stats_.snapshots_sent++;
+    if (trace_->on()) trace_->Line(who + "send " + replication::MessageToString(m));
+    auto slow = latency_.find({m.from, m.to});
+    const uint64_t due = slow == latency_.end() ? 0 : stats_.ticks + slow->second;
+    net_.push_back(Envelope{next_seq_++, std::move(m), due});
+  }
+  msgs->clear();
+}
+
 void SimCluster::Stall(NodeId id, uint64_t ticks, bool hold_ready) {
   Node* n = node(id);
   if (n == nullptr || !n->alive() || n->held) return;
@@ -275,6 +285,8 @@ void SimCluster::Stall(NodeId id, uint64_t ticks, bool hold_ready) {
   if (hold_ready && n->core->HasReady()) {
     n->held = n->core->GetReady();
     n->held_term = n->core->term();
+    // The leader's appends go out now; a crash during the stall loses its own write.
+    Send(*n, &n->held->early_messages);
   }
   if (trace_->on()) {
     trace_->Line("  node " + std::to_string(id) + ": disk stalls for " + std::to_string(ticks) +

@@ -223,6 +223,8 @@ class SimCluster {
  private:
   // `term` is the core's term when the Ready was taken (its soft state refers to it).
   void ApplyReady(Node& n, replication::Ready& rd, uint64_t term);
+  // Puts `msgs` on the network (and empties it).
+  void Send(Node& n, std::vector<replication::Message>* msgs);
   int ClockRate(NodeId id) const;
   Status StartCore(Node& n);
 
