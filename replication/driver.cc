@@ -313,12 +313,16 @@ void Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
     g.pending[pos->index] = Group::Pending{pos->term, std::move(p.done)};
   }
 
-  // Stage every group's Ready into one batch.
+  // Stage every group's Ready into one batch. Entries this node had already made durable
+  // are applied in a separate batch written first, without an fsync: their proposers can
+  // be answered without waiting for this cycle's fsync of newer entries.
   storage::WriteBatch batch;
+  storage::WriteBatch apply_batch;
   bool must_sync = false;
   std::vector<Group*> ready;
   std::vector<std::vector<std::any>> results;
   std::vector<std::vector<const Entry*>> applied_entries;
+  std::vector<bool> applied_ahead;
   for (auto& gp : groups_) {
     Group& g = *gp;
     if (!g.held) {
@@ -355,10 +359,15 @@ void Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
       if (e.type == EntryType::kNormal && !e.data.empty()) apply.push_back(&e);
       last_applied = e.index;
     }
+    // Committed entries are never truncated, so those within the durable log can be
+    // applied ahead of it; a snapshot and its follow-ups go with the log write.
+    const bool ahead = !rd.snapshot && last_applied <= g.log->LastIndex();
+    storage::WriteBatch& into = ahead ? apply_batch : batch;
     results.emplace_back();
-    if (!apply.empty()) state_machine_->Apply(g.id, apply, &batch, &results.back());
-    if (last_applied != base_applied) batch.Put(storage::Cf::kMeta, AppliedKey(g.id), HashPrefix(last_applied));
+    if (!apply.empty()) state_machine_->Apply(g.id, apply, &into, &results.back());
+    if (last_applied != base_applied) into.Put(storage::Cf::kMeta, AppliedKey(g.id), HashPrefix(last_applied));
     applied_entries.push_back(std::move(apply));
+    applied_ahead.push_back(ahead);
     ready.push_back(&g);
   }
   // Compactions decided last cycle ride in this cycle's batch.
@@ -390,31 +399,38 @@ void Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
   }
   Send(&early);
 
-  if (batch.count() > 0) {
-    bool sync = options_.sync && must_sync;
+  auto write = [&](storage::WriteBatch& b, bool sync) {
+    if (b.count() == 0) return true;
     auto start = Clock::now();
-    Status s = engine_->Write(batch, sync);
+    Status s = engine_->Write(b, sync);
     stats_.write_nanos.fetch_add(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count(),
                                  std::memory_order_relaxed);
-    if (!s.ok()) {
-      // Nothing of this cycle is durable: send nothing, advance nothing, retry later.
-      stats_.write_failures.fetch_add(1, std::memory_order_relaxed);
-      for (Group* g : ready) g->log->OnWriteFailed();
-      for (Group* g : compacted) g->log->OnWriteFailed();
-      state_machine_->OnWriteFailed();
-      // Say it once, then at most every 10 s: a full disk fails every cycle until freed.
-      auto now = Clock::now();
-      if (now - last_failure_log_ > std::chrono::seconds(10)) {
-        spdlog::error("replication write failed ({} groups; {} failures so far); retrying: {}", ready.size(),
-                      stats_.write_failures.load(), s.ToString());
-        last_failure_log_ = now;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-      return;
+    if (s.ok()) {
+      stats_.writes.fetch_add(1, std::memory_order_relaxed);
+      if (sync) stats_.fsyncs.fetch_add(1, std::memory_order_relaxed);
+      return true;
     }
-    stats_.writes.fetch_add(1, std::memory_order_relaxed);
-    if (sync) stats_.fsyncs.fetch_add(1, std::memory_order_relaxed);
+    // Nothing more of this cycle is durable: send nothing more, advance nothing, retry
+    // later. Entries applied ahead stay applied (g.applied), so the retry skips them.
+    stats_.write_failures.fetch_add(1, std::memory_order_relaxed);
+    for (Group* g : ready) g->log->OnWriteFailed();
+    for (Group* g : compacted) g->log->OnWriteFailed();
+    state_machine_->OnWriteFailed();
+    // Say it once, then at most every 10 s: a full disk fails every cycle until freed.
+    auto now = Clock::now();
+    if (now - last_failure_log_ > std::chrono::seconds(10)) {
+      spdlog::error("replication write failed ({} groups; {} failures so far); retrying: {}", ready.size(),
+                    stats_.write_failures.load(), s.ToString());
+      last_failure_log_ = now;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    return false;
+  };
+  if (!write(apply_batch, false)) return;
+  for (size_t i = 0; i < ready.size(); ++i) {
+    if (applied_ahead[i]) CompleteApplied(*ready[i], applied_entries[i], &results[i]);
   }
+  if (!write(batch, options_.sync && must_sync)) return;
 
   // Durable: publish, send, complete, advance.
   for (Group* g : compacted) {
@@ -460,31 +476,7 @@ void Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
         }
       }
     }
-    // Complete proposals: an entry applied at a proposal's index with the proposal's term
-    // is that proposal; anything else there means it was lost to a leader change.
-    const auto& applied = applied_entries[i];
-    size_t k = 0;
-    for (const Entry& e : rd.committed_entries) {
-      if (e.index <= g.applied) continue;
-      auto it = g.pending.find(e.index);
-      std::any result;
-      if (k < applied.size() && applied[k] == &e) {
-        if (k < results[i].size()) result = std::move(results[i][k]);
-        ++k;
-      }
-      if (it != g.pending.end()) {
-        if (it->second.term == e.term) {
-          it->second.done(Status::OK(), std::move(result));
-        } else {
-          it->second.done(Status::NotLeader("shard " + std::to_string(g.id) +
-                                            ": leadership changed before the write committed; it was not applied"),
-                          {});
-        }
-        g.pending.erase(it);
-      }
-      g.applied = e.index;
-      stats_.entries_applied.fetch_add(1, std::memory_order_relaxed);
-    }
+    CompleteApplied(g, applied_entries[i], &results[i]);
     for (const ReadState& rs : rd.read_states) {
       auto it = g.reads_unconfirmed.find(rs.context);
       if (it == g.reads_unconfirmed.end()) continue;
@@ -509,6 +501,32 @@ void Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
   }
   Send(&outbox);
   PublishLeases(last_tick_time_);
+}
+
+void Driver::CompleteApplied(Group& g, const std::vector<const Entry*>& applied, std::vector<std::any>* results) {
+  // Complete proposals: an entry applied at a proposal's index with the proposal's term
+  // is that proposal; anything else there means it was lost to a leader change. Entries
+  // completed already (applied ahead of the log write) are skipped.
+  size_t k = 0;
+  for (const Entry& e : g.held->committed_entries) {
+    if (k < applied.size() && applied[k] == &e) ++k;
+    if (e.index <= g.applied) continue;
+    auto it = g.pending.find(e.index);
+    if (it != g.pending.end()) {
+      if (it->second.term == e.term) {
+        std::any result;
+        if (k > 0 && applied[k - 1] == &e && k - 1 < results->size()) result = std::move((*results)[k - 1]);
+        it->second.done(Status::OK(), std::move(result));
+      } else {
+        it->second.done(Status::NotLeader("shard " + std::to_string(g.id) +
+                                          ": leadership changed before the write committed; it was not applied"),
+                        {});
+      }
+      g.pending.erase(it);
+    }
+    g.applied = e.index;
+    stats_.entries_applied.fetch_add(1, std::memory_order_relaxed);
+  }
 }
 
 void Driver::Send(std::map<NodeId, std::vector<GroupMessage>>* outbox) {

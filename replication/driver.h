@@ -171,6 +171,9 @@ class Driver {
   void StartReads(std::vector<std::pair<uint64_t, std::function<void(Status)>>>* reads);
   void PublishLeases(std::chrono::steady_clock::time_point tick_time);
   void Send(std::map<NodeId, std::vector<GroupMessage>>* outbox);
+  // Records `g`'s committed entries (of its held Ready) as applied, answering their
+  // proposers with `results` (the state machine's, for the entries in `applied`).
+  void CompleteApplied(Group& g, const std::vector<const Entry*>& applied, std::vector<std::any>* results);
 
   // Constant after construction.
   const DriverOptions options_;
