@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <set>
+
 #include "common/keyspace.h"
 
 namespace ring::replication {
@@ -34,6 +36,8 @@ uint64_t Mix(uint64_t x) {
 
 struct Driver::Group {
   uint64_t id = 0;
+  StateMachine* sm = nullptr;
+  std::shared_ptr<Published> pub = std::make_shared<Published>();
   std::unique_ptr<RocksLogStorage> log;
   std::unique_ptr<RaftCore> core;
   uint64_t applied = 0;
@@ -64,69 +68,170 @@ Driver::Driver(const DriverOptions& options, storage::Engine* engine, Transport*
 Result<std::unique_ptr<Driver>> Driver::Start(const DriverOptions& options, storage::Engine* engine,
                                               Transport* transport, StateMachine* state_machine) {
   if (options.node_id == kNoNode) return Status::InvalidArgument("driver: node id must be set");
-  if (options.group_count == 0) return Status::InvalidArgument("driver: group_count must be positive");
+  if (options.group_count > 0 && state_machine == nullptr) {
+    return Status::InvalidArgument("driver: static groups need a state machine");
+  }
   std::unique_ptr<Driver> d(new Driver(options, engine, transport, state_machine));
-  d->lease_deadline_ns_.reset(new std::atomic<int64_t>[options.group_count]);
-  d->leader_.reset(new std::atomic<uint64_t>[options.group_count]);
-  ConfState founding;
-  founding.voters = options.voters;
-  std::sort(founding.voters.begin(), founding.voters.end());
-
   storage::WriteBatch batch;
   for (uint64_t g = 0; g < options.group_count; ++g) {
-    d->lease_deadline_ns_[g].store(0);
-    d->leader_[g].store(kNoNode);
-    auto group = std::make_unique<Group>();
-    group->id = g;
-    ASSIGN_OR_RETURN(group->log, RocksLogStorage::Open(engine, g));
-    ASSIGN_OR_RETURN(StoredState st, group->log->InitialState());
-    if (st.conf.voters.empty() && st.conf.learners.empty() && group->log->LastIndex() == 0) {
-      // First start of a static cluster: every founding node bootstraps the same
-      // configuration, which is equivalent to all of them having applied it.
-      group->log->Bootstrap(founding, &batch);
-    }
-    std::string v;
-    Status s = engine->Get(storage::Cf::kMeta, AppliedKey(g), &v);
-    if (s.ok()) group->applied = DecodeBe64(v);
-    else if (!s.IsNotFound()) return s.WithContext("group " + std::to_string(g) + ": reading applied index");
-    d->groups_.push_back(std::move(group));
+    ASSIGN_OR_RETURN(auto group, d->OpenGroup(GroupSpec{g, state_machine, options.voters}, &batch));
+    d->groups_.emplace(g, std::move(group));
   }
   if (batch.count() > 0) {
     RETURN_IF_ERROR(engine->Write(batch, true).WithContext("bootstrapping replication groups"));
   }
-  for (auto& group : d->groups_) {
-    group->log->OnWritten();
-    Config c;
-    c.id = options.node_id;
-    c.storage = group->log.get();
-    c.seed = Mix(options.seed ^ Mix(options.node_id) ^ Mix(group->id + 1));
-    c.election_tick = options.election_tick;
-    c.heartbeat_tick = options.heartbeat_tick;
-    c.applied = group->applied;
-    ASSIGN_OR_RETURN(group->core, RaftCore::Create(c));
-    group->applied = std::max(group->applied, group->core->applied());
-    Group* gp = group.get();
-    StateMachine* sm = state_machine;
-    DriverStats* stats = &d->stats_;
-    // A follower behind our compaction point gets the state machine as of what we applied.
-    group->log->set_snapshot_source([gp, sm, stats]() -> Result<Snapshot> {
-      Snapshot snap;
-      snap.meta.index = gp->applied;
-      ASSIGN_OR_RETURN(snap.meta.term, gp->core->Term(gp->applied));
-      ASSIGN_OR_RETURN(snap.meta.conf, gp->core->ConfStateAt(gp->applied));
-      ASSIGN_OR_RETURN(snap.data, sm->Snapshot(gp->id));
-      stats->snapshots_sent.fetch_add(1, std::memory_order_relaxed);
-      return snap;
-    });
-    // The only voter has no one to wait for: campaign now instead of after a timeout.
-    const ConfState& conf = group->core->conf();
-    if (conf.voters.size() == 1 && conf.voters[0] == options.node_id) {
-      RETURN_IF_ERROR(group->core->Campaign().WithContext("group " + std::to_string(group->id)));
-    }
-  }
+  for (auto& [id, group] : d->groups_) RETURN_IF_ERROR(d->StartGroup(*group));
+  d->Republish();
   d->last_tick_time_ = Clock::now();
   d->thread_ = std::thread([p = d.get()] { p->Loop(); });
   return d;
+}
+
+Result<std::unique_ptr<Driver::Group>> Driver::OpenGroup(const GroupSpec& spec, storage::WriteBatch* batch) {
+  const std::string ctx = "group " + std::to_string(spec.id);
+  if (spec.state_machine == nullptr) return Status::InvalidArgument(ctx + ": no state machine");
+  auto group = std::make_unique<Group>();
+  group->id = spec.id;
+  group->sm = spec.state_machine;
+  ASSIGN_OR_RETURN(group->log, RocksLogStorage::Open(engine_, spec.id));
+  ASSIGN_OR_RETURN(StoredState st, group->log->InitialState());
+  if (!spec.founders.empty() && st.conf.voters.empty() && st.conf.learners.empty() && group->log->LastIndex() == 0) {
+    // A brand-new group: every founding node bootstraps the same configuration, which is
+    // equivalent to all of them having applied it.
+    ConfState founding;
+    founding.voters = spec.founders;
+    std::sort(founding.voters.begin(), founding.voters.end());
+    group->log->Bootstrap(founding, batch);
+  }
+  std::string v;
+  Status s = engine_->Get(storage::Cf::kMeta, AppliedKey(spec.id), &v);
+  if (s.ok()) group->applied = DecodeBe64(v);
+  else if (!s.IsNotFound()) return s.WithContext(ctx + ": reading applied index");
+  return group;
+}
+
+Status Driver::StartGroup(Group& group) {
+  group.log->OnWritten();
+  Config c;
+  c.id = options_.node_id;
+  c.storage = group.log.get();
+  c.seed = Mix(options_.seed ^ Mix(options_.node_id) ^ Mix(group.id + 1));
+  c.election_tick = options_.election_tick;
+  c.heartbeat_tick = options_.heartbeat_tick;
+  c.applied = group.applied;
+  ASSIGN_OR_RETURN(group.core, RaftCore::Create(c));
+  group.applied = std::max(group.applied, group.core->applied());
+  Group* gp = &group;
+  DriverStats* stats = &stats_;
+  // A follower behind our compaction point gets the state machine as of what we applied.
+  group.log->set_snapshot_source([gp, stats]() -> Result<Snapshot> {
+    Snapshot snap;
+    snap.meta.index = gp->applied;
+    ASSIGN_OR_RETURN(snap.meta.term, gp->core->Term(gp->applied));
+    ASSIGN_OR_RETURN(snap.meta.conf, gp->core->ConfStateAt(gp->applied));
+    ASSIGN_OR_RETURN(snap.data, gp->sm->Snapshot(gp->id));
+    stats->snapshots_sent.fetch_add(1, std::memory_order_relaxed);
+    return snap;
+  });
+  // The only voter has no one to wait for: campaign now instead of after a timeout.
+  const ConfState& conf = group.core->conf();
+  if (conf.voters.size() == 1 && conf.voters[0] == options_.node_id) {
+    RETURN_IF_ERROR(group.core->Campaign().WithContext("group " + std::to_string(group.id)));
+  }
+  return Status::OK();
+}
+
+void Driver::Republish() {
+  auto table = std::make_shared<PublishedTable>();
+  for (auto& [id, g] : groups_) table->emplace(id, g->pub);
+  published_.store(std::move(table), std::memory_order_release);
+}
+
+std::shared_ptr<Driver::Published> Driver::Lookup(uint64_t group) const {
+  std::shared_ptr<const PublishedTable> table = published_.load(std::memory_order_acquire);
+  if (!table) return nullptr;
+  auto it = table->find(group);
+  return it == table->end() ? nullptr : it->second;
+}
+
+void Driver::AddGroup(GroupSpec spec, std::function<void(Status)> done) {
+  {
+    std::lock_guard lock(mu_);
+    if (!stopping_) {
+      adds_.emplace_back(std::move(spec), std::move(done));
+      cv_.notify_one();
+      return;
+    }
+  }
+  done(Status::Unavailable("node is shutting down"));
+}
+
+void Driver::RemoveGroup(uint64_t group, std::function<void(Status)> done) {
+  {
+    std::lock_guard lock(mu_);
+    if (!stopping_) {
+      removes_.emplace_back(group, std::move(done));
+      cv_.notify_one();
+      return;
+    }
+  }
+  done(Status::Unavailable("node is shutting down"));
+}
+
+void Driver::AddGroups(std::vector<std::pair<GroupSpec, std::function<void(Status)>>>* adds) {
+  if (adds->empty()) return;
+  storage::WriteBatch batch;
+  std::vector<std::pair<std::unique_ptr<Group>, std::function<void(Status)>>> opened;
+  std::set<uint64_t> ids;
+  for (auto& [spec, done] : *adds) {
+    if (groups_.count(spec.id) || !ids.insert(spec.id).second) {
+      done(Status::InvalidArgument("group " + std::to_string(spec.id) + " is already hosted"));
+      continue;
+    }
+    auto g = OpenGroup(spec, &batch);
+    if (!g.ok()) {
+      done(g.status());
+      continue;
+    }
+    opened.emplace_back(std::move(g).value(), std::move(done));
+  }
+  adds->clear();
+  if (opened.empty()) return;
+  Status s = batch.count() > 0 ? engine_->Write(batch, true) : Status::OK();
+  std::vector<std::pair<std::function<void(Status)>, Status>> results;
+  for (auto& [g, done] : opened) {
+    Status st = s.ok() ? StartGroup(*g) : s.WithContext("group " + std::to_string(g->id) + ": bootstrapping");
+    if (st.ok()) groups_.emplace(g->id, std::move(g));
+    results.emplace_back(std::move(done), st);
+  }
+  Republish();  // before anyone hears that the groups exist
+  for (auto& [done, st] : results) done(st);
+}
+
+void Driver::RemoveGroups(std::vector<std::pair<uint64_t, std::function<void(Status)>>>* removes) {
+  if (removes->empty()) return;
+  std::vector<std::pair<std::function<void(Status)>, Status>> results;
+  for (auto& [id, done] : *removes) {
+    auto it = groups_.find(id);
+    if (it == groups_.end()) {
+      results.emplace_back(std::move(done), Status::InvalidArgument("group " + std::to_string(id) + " is not hosted here"));
+      continue;
+    }
+    Group& g = *it->second;
+    const Status gone = Status::Unavailable("shard " + std::to_string(id) + " moved away from this node; retry");
+    for (auto& [index, p] : g.pending) p.done(gone, {});
+    g.FailReads(gone);
+    storage::WriteBatch batch;
+    g.log->Destroy(&batch);
+    batch.Delete(storage::Cf::kMeta, AppliedKey(id));
+    Status s = engine_->Write(batch, true);
+    g.pub->lease_deadline_ns.store(0, std::memory_order_release);
+    groups_.erase(it);
+    results.emplace_back(std::move(done), s.WithContext("group " + std::to_string(id) + ": deleting its log"));
+  }
+  removes->clear();
+  Republish();
+  for (auto& [done, st] : results) done(st);
 }
 
 Driver::~Driver() { Stop(); }
@@ -148,7 +253,16 @@ void Driver::Stop() {
     reads.swap(reads_);
   }
   for (auto& [group, done] : reads) done(Status::Unavailable("node is shutting down"));
-  for (auto& g : groups_) {
+  std::vector<std::pair<GroupSpec, std::function<void(Status)>>> adds;
+  std::vector<std::pair<uint64_t, std::function<void(Status)>>> removes;
+  {
+    std::lock_guard lock(mu_);
+    adds.swap(adds_);
+    removes.swap(removes_);
+  }
+  for (auto& [spec, done] : adds) done(Status::Unavailable("node is shutting down"));
+  for (auto& [id, done] : removes) done(Status::Unavailable("node is shutting down"));
+  for (auto& [id, g] : groups_) {
     for (auto& [index, p] : g->pending) p.done(Status::Unavailable("node is shutting down"), {});
     g->pending.clear();
     g->FailReads(Status::Unavailable("node is shutting down"));
@@ -168,7 +282,7 @@ void Driver::Deliver(std::vector<GroupMessage> msgs) {
 }
 
 void Driver::Propose(uint64_t group, std::string data, ProposeDone done) {
-  if (group >= options_.group_count) {
+  if (!HasGroup(group)) {
     done(Status::InvalidArgument("no replication group " + std::to_string(group)), {});
     return;
   }
@@ -184,7 +298,7 @@ void Driver::Propose(uint64_t group, std::string data, ProposeDone done) {
 }
 
 void Driver::ReadIndex(uint64_t group, std::function<void(Status)> done) {
-  if (group >= options_.group_count) {
+  if (!HasGroup(group)) {
     done(Status::InvalidArgument("no replication group " + std::to_string(group)));
     return;
   }
@@ -201,7 +315,12 @@ void Driver::ReadIndex(uint64_t group, std::function<void(Status)> done) {
 
 void Driver::StartReads(std::vector<std::pair<uint64_t, std::function<void(Status)>>>* reads) {
   for (auto& [group, done] : *reads) {
-    Group& g = *groups_[group];
+    auto it = groups_.find(group);
+    if (it == groups_.end()) {
+      done(Status::Unavailable("shard " + std::to_string(group) + " moved away from this node; retry"));
+      continue;
+    }
+    Group& g = *it->second;
     std::string ctx = std::to_string(next_read_ctx_++);
     Status s = g.core->ReadIndex(ctx);
     if (!s.ok()) {
@@ -222,13 +341,13 @@ void Driver::TransferLeadership(uint64_t group, NodeId target) {
 }
 
 bool Driver::ReadLeaseValid(uint64_t group) const {
-  if (group >= options_.group_count) return false;
-  return SteadyNanos(Clock::now()) < lease_deadline_ns_[group].load(std::memory_order_acquire);
+  auto pub = Lookup(group);
+  return pub && SteadyNanos(Clock::now()) < pub->lease_deadline_ns.load(std::memory_order_acquire);
 }
 
 NodeId Driver::LeaderOf(uint64_t group) const {
-  if (group >= options_.group_count) return kNoNode;
-  return leader_[group].load(std::memory_order_relaxed);
+  auto pub = Lookup(group);
+  return pub ? pub->leader.load(std::memory_order_relaxed) : kNoNode;
 }
 
 std::vector<GroupStatus> Driver::Groups() const {
@@ -240,8 +359,10 @@ bool Driver::WaitForLeaders(std::chrono::milliseconds timeout, bool local_reads)
   auto deadline = Clock::now() + timeout;
   for (;;) {
     bool all = true;
-    for (uint64_t g = 0; g < options_.group_count && all; ++g) {
-      all = local_reads ? ReadLeaseValid(g) : leader_[g].load(std::memory_order_relaxed) != kNoNode;
+    std::shared_ptr<const PublishedTable> table = published_.load(std::memory_order_acquire);
+    for (const auto& [id, pub] : *table) {
+      all = all && (local_reads ? SteadyNanos(Clock::now()) < pub->lease_deadline_ns.load(std::memory_order_acquire)
+                                : pub->leader.load(std::memory_order_relaxed) != kNoNode);
     }
     if (all) return true;
     if (Clock::now() >= deadline) return false;
@@ -254,20 +375,27 @@ void Driver::Loop() {
   std::vector<Proposal> proposals;
   std::vector<std::pair<uint64_t, NodeId>> transfers;
   std::vector<std::pair<uint64_t, std::function<void(Status)>>> reads;
+  std::vector<std::pair<GroupSpec, std::function<void(Status)>>> adds;
+  std::vector<std::pair<uint64_t, std::function<void(Status)>>> removes;
   for (;;) {
     int ticks = 0;
     {
       std::unique_lock lock(mu_);
       auto next_tick = last_tick_time_ + options_.tick_interval;
       cv_.wait_until(lock, next_tick, [&] {
-        return stopping_ || !inbox_.empty() || !proposals_.empty() || !transfers_.empty() || !reads_.empty();
+        return stopping_ || !inbox_.empty() || !proposals_.empty() || !transfers_.empty() || !reads_.empty() ||
+               !adds_.empty() || !removes_.empty();
       });
       if (stopping_) return;
       inbox.swap(inbox_);
       proposals.swap(proposals_);
       transfers.swap(transfers_);
       reads.swap(reads_);
+      adds.swap(adds_);
+      removes.swap(removes_);
     }
+    AddGroups(&adds);
+    RemoveGroups(&removes);
     auto now = Clock::now();
     while (now >= last_tick_time_ + options_.tick_interval) {
       last_tick_time_ += options_.tick_interval;
@@ -277,8 +405,8 @@ void Driver::Loop() {
     // ticks at once: time jumps, but elections still need full timeouts of real time.
     if (ticks > options_.election_tick) ticks = options_.election_tick;
     for (auto& [group, target] : transfers) {
-      if (group < groups_.size()) {
-        Status s = groups_[group]->core->TransferLeadership(target);
+      if (auto it = groups_.find(group); it != groups_.end()) {
+        Status s = it->second->core->TransferLeadership(target);
         if (!s.ok()) spdlog::info("group {}: transfer to {}: {}", group, target, s.ToString());
       }
     }
@@ -293,18 +421,24 @@ void Driver::Loop() {
 void Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* proposals, int ticks) {
   stats_.cycles.fetch_add(1, std::memory_order_relaxed);
   for (int t = 0; t < ticks; ++t) {
-    for (auto& g : groups_) g->core->Tick();
+    for (auto& [id, g] : groups_) g->core->Tick();
   }
   for (NodeId peer : transport_->TakeUnreachable()) {
-    for (auto& g : groups_) g->core->ReportUnreachable(peer);
+    for (auto& [id, g] : groups_) g->core->ReportUnreachable(peer);
   }
   for (auto& gm : *inbox) {
-    if (gm.group >= groups_.size()) continue;
-    Status s = groups_[gm.group]->core->Step(gm.msg);
+    auto it = groups_.find(gm.group);
+    if (it == groups_.end()) continue;  // not (or no longer) hosted here
+    Status s = it->second->core->Step(gm.msg);
     if (!s.ok()) spdlog::debug("group {}: step {}: {}", gm.group, MessageToString(gm.msg), s.ToString());
   }
   for (auto& p : *proposals) {
-    Group& g = *groups_[p.group];
+    auto it = groups_.find(p.group);
+    if (it == groups_.end()) {
+      p.done(Status::Unavailable("shard " + std::to_string(p.group) + " moved away from this node; retry"), {});
+      continue;
+    }
+    Group& g = *it->second;
     auto pos = g.core->Propose(std::move(p.data));
     if (!pos.ok()) {
       p.done(pos.status().WithContext("shard " + std::to_string(p.group)), {});
@@ -323,7 +457,7 @@ void Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
   std::vector<std::vector<std::any>> results;
   std::vector<std::vector<const Entry*>> applied_entries;
   std::vector<bool> applied_ahead;
-  for (auto& gp : groups_) {
+  for (auto& [id, gp] : groups_) {
     Group& g = *gp;
     if (!g.held) {
       if (!g.core->HasReady()) continue;
@@ -336,7 +470,7 @@ void Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
       Snapshot mark;  // the log keeps where it now starts; the image goes to the state machine
       mark.meta = rd.snapshot->meta;
       g.log->ApplySnapshot(mark, &batch);
-      Status rs = state_machine_->Restore(g.id, rd.snapshot->data, &batch);
+      Status rs = g.sm->Restore(g.id, rd.snapshot->data, &batch);
       if (!rs.ok()) spdlog::error("group {}: restoring snapshot at {}: {}", g.id, rd.snapshot->meta.index, rs.ToString());
       base_applied = std::max(base_applied, rd.snapshot->meta.index);
       batch.Put(storage::Cf::kMeta, AppliedKey(g.id), HashPrefix(base_applied));
@@ -364,7 +498,7 @@ void Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
     const bool ahead = !rd.snapshot && last_applied <= g.log->LastIndex();
     storage::WriteBatch& into = ahead ? apply_batch : batch;
     results.emplace_back();
-    if (!apply.empty()) state_machine_->Apply(g.id, apply, &into, &results.back());
+    if (!apply.empty()) g.sm->Apply(g.id, apply, &into, &results.back());
     if (last_applied != base_applied) into.Put(storage::Cf::kMeta, AppliedKey(g.id), HashPrefix(last_applied));
     applied_entries.push_back(std::move(apply));
     applied_ahead.push_back(ahead);
@@ -372,7 +506,7 @@ void Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
   }
   // Compactions decided last cycle ride in this cycle's batch.
   std::vector<Group*> compacted;
-  for (auto& gp : groups_) {
+  for (auto& [id, gp] : groups_) {
     Group& g = *gp;
     if (g.compact_to == 0) continue;
     Snapshot mark;  // a compaction record: where the log now starts; the state is the data CF
@@ -415,7 +549,9 @@ void Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
     stats_.write_failures.fetch_add(1, std::memory_order_relaxed);
     for (Group* g : ready) g->log->OnWriteFailed();
     for (Group* g : compacted) g->log->OnWriteFailed();
-    state_machine_->OnWriteFailed();
+    std::set<StateMachine*> machines;
+    for (Group* g : ready) machines.insert(g->sm);
+    for (StateMachine* m : machines) m->OnWriteFailed();
     // Say it once, then at most every 10 s: a full disk fails every cycle until freed.
     auto now = Clock::now();
     if (now - last_failure_log_ > std::chrono::seconds(10)) {
@@ -461,7 +597,7 @@ void Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
     if (rd.soft_state) {
       if (rd.soft_state->leader != g.leader) {
         g.leader = rd.soft_state->leader;
-        leader_[g.id].store(g.leader, std::memory_order_relaxed);
+        g.pub->leader.store(g.leader, std::memory_order_relaxed);
         stats_.leader_changes.fetch_add(1, std::memory_order_relaxed);
       }
       if (rd.soft_state->role == Role::kLeader) {
@@ -545,13 +681,13 @@ void Driver::PublishLeases(Clock::time_point tick_time) {
   // by the core's margin, so no other leader can exist before the published deadline.
   std::vector<GroupStatus> status;
   status.reserve(groups_.size());
-  for (auto& gp : groups_) {
+  for (auto& [id, gp] : groups_) {
     Group& g = *gp;
     const RaftCore& c = *g.core;
     uint64_t ticks = c.ReadLeaseTicks();
     bool local = c.role() == Role::kLeader && ticks > 0 && g.term_start != UINT64_MAX && g.applied >= g.term_start;
     int64_t until = SteadyNanos(tick_time + options_.tick_interval * static_cast<int64_t>(ticks));
-    lease_deadline_ns_[g.id].store(local ? until : 0, std::memory_order_release);
+    g.pub->lease_deadline_ns.store(local ? until : 0, std::memory_order_release);
     status.push_back(GroupStatus{g.id, c.leader(), c.role(), c.term(), c.committed(), g.applied, c.LastIndex()});
   }
   std::lock_guard lock(mu_);

@@ -29,8 +29,14 @@
 // (leader, read lease held, and its own term's first entry applied); ReadLeaseValid() is
 // a lock-free check callers on other threads make per request.
 //
-// Thread-safety: Deliver, Propose, ReadLeaseValid, LeaderOf and Stop may be called from
-// any thread. Proposal callbacks run on the driver thread and must only hand off.
+// Groups: the static groups 0..group_count-1 exist from Start; AddGroup and RemoveGroup
+// change the set while the driver runs (a shard moving to or away from this node, the
+// metadata group). Each group has its own state machine. Lock-free readers (ReadLeaseValid,
+// LeaderOf, HasGroup) look groups up in a table that is swapped whole when the set changes.
+//
+// Thread-safety: Deliver, Propose, ReadIndex, ReadLeaseValid, LeaderOf, HasGroup, AddGroup,
+// RemoveGroup and Stop may be called from any thread. Callbacks run on the driver thread
+// and must only hand off.
 #pragma once
 
 #include <any>
@@ -42,6 +48,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "common/status.h"
@@ -72,10 +79,20 @@ class StateMachine {
   virtual void OnWriteFailed() {}
 };
 
+// A group to host: its id, its state machine and, for a brand-new group, its founders.
+struct GroupSpec {
+  uint64_t id = 0;
+  StateMachine* state_machine = nullptr;  // must outlive the group
+  // The founding voters, used only when the group's log is empty: every founder
+  // bootstraps the same configuration. Empty for a replica that joins an existing group;
+  // it learns the configuration from the leader (a snapshot).
+  std::vector<NodeId> founders;
+};
+
 struct DriverOptions {
   NodeId node_id = kNoNode;
   std::vector<NodeId> voters;  // the founding voters of every group (static membership)
-  uint64_t group_count = 1;    // groups 0 .. group_count-1
+  uint64_t group_count = 1;    // groups 0 .. group_count-1, founded by `voters`; more via AddGroup
   bool sync = true;            // fsync each cycle's write when a Ready needs it
   std::chrono::milliseconds tick_interval{50};
   int election_tick = 10;  // election timeout: 10..19 ticks
@@ -148,9 +165,21 @@ class Driver {
   // Asks the group's leader (if it is this node) to hand leadership to `target`.
   void TransferLeadership(uint64_t group, NodeId target);
 
+  // Hosts another group from the next cycle on. `done` runs on the driver thread: OK;
+  // InvalidArgument if the id is taken or the spec has no state machine; or the storage
+  // error that kept its log from opening.
+  void AddGroup(GroupSpec spec, std::function<void(Status)> done);
+  // Stops hosting `group`: its pending proposals and reads fail with Unavailable, and its
+  // log (entries, hard state, snapshot record, applied index) is deleted. The state
+  // machine's data is the caller's to delete. `done` as for AddGroup (InvalidArgument if
+  // the group is not hosted).
+  void RemoveGroup(uint64_t group, std::function<void(Status)> done);
+  // Whether `group` is hosted here (thread-safe).
+  bool HasGroup(uint64_t group) const { return Lookup(group) != nullptr; }
+
   std::vector<GroupStatus> Groups() const;
 
-  // Waits until every group has a leader this node knows of, up to `timeout`; with
+  // Waits until every hosted group has a leader this node knows of, up to `timeout`; with
   // `local_reads`, until this node can serve every group's reads itself. True if so.
   bool WaitForLeaders(std::chrono::milliseconds timeout, bool local_reads = false) const;
   const DriverStats& stats() const { return stats_; }
@@ -174,22 +203,37 @@ class Driver {
   // Records `g`'s committed entries (of its held Ready) as applied, answering their
   // proposers with `results` (the state machine's, for the entries in `applied`).
   void CompleteApplied(Group& g, const std::vector<const Entry*>& applied, std::vector<std::any>* results);
+  // Opens a group's log, staging a bootstrap into *batch when it is brand new; the core
+  // is created by StartGroup once that batch is written.
+  Result<std::unique_ptr<Group>> OpenGroup(const GroupSpec& spec, storage::WriteBatch* batch);
+  Status StartGroup(Group& g);
+  void AddGroups(std::vector<std::pair<GroupSpec, std::function<void(Status)>>>* adds);
+  void RemoveGroups(std::vector<std::pair<uint64_t, std::function<void(Status)>>>* removes);
+
+  // What other threads may read about a group without a lock.
+  struct Published {
+    std::atomic<int64_t> lease_deadline_ns{0};  // steady ns; 0 = no lease
+    std::atomic<NodeId> leader{kNoNode};
+  };
+  using PublishedTable = std::unordered_map<uint64_t, std::shared_ptr<Published>>;
+  std::shared_ptr<Published> Lookup(uint64_t group) const;
+  // Replaces the published table after groups were added or removed (driver thread).
+  void Republish();
 
   // Constant after construction.
   const DriverOptions options_;
   storage::Engine* const engine_;
   Transport* const transport_;
-  StateMachine* const state_machine_;
+  StateMachine* const state_machine_;  // of the static groups
 
-  // Driver thread only.
-  std::vector<std::unique_ptr<Group>> groups_;
+  // Driver thread only (and Start, before the thread runs).
+  std::map<uint64_t, std::unique_ptr<Group>> groups_;
   std::chrono::steady_clock::time_point last_tick_time_;
   std::chrono::steady_clock::time_point last_failure_log_{};
   uint64_t next_read_ctx_ = 1;
 
-  // Published for other threads: per group, lease deadline (steady ns; 0 = none) and leader.
-  std::unique_ptr<std::atomic<int64_t>[]> lease_deadline_ns_;
-  std::unique_ptr<std::atomic<uint64_t>[]> leader_;
+  // Swapped whole when the set of groups changes; each entry is updated in place.
+  std::atomic<std::shared_ptr<const PublishedTable>> published_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
@@ -197,6 +241,8 @@ class Driver {
   std::vector<Proposal> proposals_;   // guarded by mu_
   std::vector<std::pair<uint64_t, NodeId>> transfers_;  // guarded by mu_
   std::vector<std::pair<uint64_t, std::function<void(Status)>>> reads_;  // guarded by mu_
+  std::vector<std::pair<GroupSpec, std::function<void(Status)>>> adds_;  // guarded by mu_
+  std::vector<std::pair<uint64_t, std::function<void(Status)>>> removes_;  // guarded by mu_
   std::vector<GroupStatus> status_;   // guarded by mu_, refreshed each cycle
   bool stopping_ = false;             // guarded by mu_
 

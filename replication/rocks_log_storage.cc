@@ -323,4 +323,12 @@ void RocksLogStorage::PublishToCache(std::vector<Entry> appended, bool reset) {
 
 void RocksLogStorage::OnWriteFailed() { pending_ = Pending{}; }
 
+void RocksLogStorage::Destroy(storage::WriteBatch* batch) {
+  batch->DeleteRange(storage::Cf::kRaftLog, GroupPrefix(group_), GroupPrefix(group_ + 1));
+  batch->Delete(storage::Cf::kMeta, MetaKey(group_, "/hs"));
+  batch->Delete(storage::Cf::kMeta, MetaKey(group_, "/snap"));
+  cache_.clear();
+  cache_bytes_ = 0;
+}
+
 }  // namespace ring::replication

@@ -63,6 +63,10 @@ class RocksLogStorage final : public LogStorage {
   // and drops the entries up to it. Entries after it are kept.
   Status Compact(const replication::Snapshot& snap, storage::WriteBatch* batch);
 
+  // Deletes the whole log: entries, hard state and snapshot record (the group is leaving
+  // this node). The storage must not be used afterwards.
+  void Destroy(storage::WriteBatch* batch);
+
   void OnWritten();
   void OnWriteFailed();
 

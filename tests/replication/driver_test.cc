@@ -304,6 +304,52 @@ TEST_CASE("writes that fail on one node's disk are retried: nothing lost, nothin
   }
 }
 
+TEST_CASE("groups can be added and removed while the driver runs", "[replication][driver]") {
+  Cluster c;
+  constexpr uint64_t kNew = 1000;  // an id far from the static groups 0..3
+  std::vector<std::unique_ptr<RecordingMachine>> machines;
+  auto call = [](auto&& start) {
+    auto p = std::make_shared<std::promise<Status>>();
+    start([p](Status s) { p->set_value(s); });
+    auto f = p->get_future();
+    REQUIRE(f.wait_for(5s) == std::future_status::ready);
+    return f.get();
+  };
+  for (auto& n : c.nodes) {
+    CHECK_FALSE(n->driver->HasGroup(kNew));
+    machines.push_back(std::make_unique<RecordingMachine>());
+    machines.back()->engine = n->engine.get();
+    GroupSpec spec{kNew, machines.back().get(), {1, 2, 3}};
+    CHECK(call([&](auto done) { n->driver->AddGroup(spec, done); }).ok());
+    CHECK(n->driver->HasGroup(kNew));
+    // Twice is refused; so is a spec without a state machine.
+    CHECK(call([&](auto done) { n->driver->AddGroup(spec, done); }).IsInvalidArgument());
+    CHECK(call([&](auto done) { n->driver->AddGroup(GroupSpec{kNew + 1, nullptr, {1}}, done); }).IsInvalidArgument());
+  }
+  uint64_t index = c.Propose(kNew, "dynamic");
+  CHECK(c.AllApplied(kNew, index, "dynamic"));
+  CHECK(machines[0]->Records(kNew) == 1);
+  // The static groups are undisturbed.
+  uint64_t s0 = c.Propose(0, "static");
+  CHECK(c.AllApplied(0, s0, "static"));
+
+  for (auto& n : c.nodes) {
+    CHECK(call([&](auto done) { n->driver->RemoveGroup(kNew, done); }).ok());
+    CHECK_FALSE(n->driver->HasGroup(kNew));
+    CHECK(call([&](auto done) { n->driver->RemoveGroup(kNew, done); }).IsInvalidArgument());
+    // Its log is gone from the engine.
+    bool any = false;
+    n->engine->Scan(storage::Cf::kRaftLog, HashPrefix(kNew), HashPrefix(kNew + 1),
+                    [&](std::string_view, std::string_view) { return !(any = true); }).ok();
+    CHECK_FALSE(any);
+  }
+  auto p = std::make_shared<std::promise<Status>>();
+  c.nodes[0]->driver->Propose(kNew, "gone", [p](Status s, std::any) { p->set_value(s); });
+  CHECK(p->get_future().get().IsInvalidArgument());
+  CHECK_FALSE(c.nodes[0]->driver->ReadLeaseValid(kNew));
+  CHECK(c.nodes[0]->driver->LeaderOf(kNew) == kNoNode);
+}
+
 TEST_CASE("ReadIndex confirms leadership on the leader and refuses on followers", "[replication][driver]") {
   Cluster c;
   uint64_t idx = c.Propose(2, "r");
