@@ -76,6 +76,7 @@ class Client::Impl {
 
   // --- I/O thread only ---
   void Dispatch(const CallPtr& call);
+  void SplitBatchGet(const CallPtr& parent, std::map<ShardId, std::vector<int>> parts);
   void Finish(const CallPtr& call, Status s, pb::Response* resp);
   void OnReply(const CallPtr& call, pb::Response* resp);
   // Starts (or restarts) the attempt timer of a call just written to a connection.
@@ -412,7 +413,62 @@ std::string_view RoutingKey(const pb::Request& r) {
 }
 }  // namespace
 
+// Splits a BatchGet whose keys span shards into one call per shard, each routed to its
+// shard's leader; the parent finishes once every part has (with the first error, if any).
+// Reads need no atomicity across shards, so this is invisible to the caller.
+void Client::Impl::SplitBatchGet(const CallPtr& parent, std::map<ShardId, std::vector<int>> parts) {
+  // The parent leaves the books; its parts carry its deadline.
+  DisarmAttempt(parent.get());
+  if (parent->registered) {
+    calls_.erase(parent->id);
+    deadlines_.erase(parent->deadline_it);
+    parent->registered = false;
+  }
+  if (parent->conn) parent->conn->Forget(parent->id);
+  parent->conn = nullptr;
+  struct Gather {
+    pb::Response merged;
+    size_t remaining = 0;
+    Status error;
+  };
+  auto gather = std::make_shared<Gather>();
+  const int n = parent->request.batch_get().keys_size();
+  for (int i = 0; i < n; ++i) gather->merged.mutable_batch_get()->add_entries();
+  gather->remaining = parts.size();
+  for (auto& [shard, idx] : parts) {
+    pb::Request sub;
+    for (int i : idx) sub.mutable_batch_get()->add_keys(parent->request.batch_get().keys(i));
+    auto part = MakeCall(next_id_.fetch_add(1, std::memory_order_relaxed), std::move(sub), false, parent->deadline,
+                         [this, parent, gather, idx = std::move(idx)](Status s, pb::Response* r) {
+                           if (s.ok() && (r == nullptr || r->batch_get().entries_size() != static_cast<int>(idx.size()))) {
+                             s = Status::Corruption("BatchGet part reply has the wrong number of entries");
+                           }
+                           if (s.ok()) {
+                             auto* out = gather->merged.mutable_batch_get()->mutable_entries();
+                             for (size_t k = 0; k < idx.size(); ++k) {
+                               *out->Mutable(idx[k]) = std::move(*r->mutable_batch_get()->mutable_entries(static_cast<int>(k)));
+                             }
+                           } else if (gather->error.ok()) {
+                             gather->error = std::move(s);
+                           }
+                           if (--gather->remaining > 0) return;
+                           if (gather->error.ok()) Finish(parent, Status::OK(), &gather->merged);
+                           else Finish(parent, gather->error, nullptr);
+                         });
+    calls_.emplace(part->id, part);
+    part->deadline_it = deadlines_.emplace(part->deadline, part.get());
+    part->registered = true;
+    Dispatch(part);
+  }
+}
+
 void Client::Impl::Dispatch(const CallPtr& call) {
+  if (!call->pinned && shards_ && call->request.body_case() == pb::Request::kBatchGet) {
+    std::map<ShardId, std::vector<int>> parts;
+    const auto& keys = call->request.batch_get().keys();
+    for (int i = 0; i < keys.size(); ++i) parts[shards_->ShardOfKey(keys[i])].push_back(i);
+    if (parts.size() > 1) return SplitBatchGet(call, std::move(parts));
+  }
   if (!call->pinned && !call->redirected && shards_) {
     std::string_view key = RoutingKey(call->request);
     if (!key.empty()) {
@@ -459,8 +515,11 @@ void Client::Impl::OnReply(const CallPtr& call, pb::Response* resp) {
       shard_leader_[r.shard() - 1] = -1;  // the cached leader is not (or no longer) it
     }
   }
-  // A redirect to a named leader is followed at once (a few times); anything else backs off.
-  Retry(call, st.ToString(), redirected && call->attempts < 3);
+  // A redirect to a named leader is followed at once (a few times), and so is a batch
+  // that can now be split by shard; anything else backs off.
+  const bool split = st.code() == StatusCode::kWrongShard && shards_ &&
+                     call->request.body_case() == pb::Request::kBatchGet;
+  Retry(call, st.ToString(), (redirected || split) && call->attempts < 3);
 }
 
 void Client::Impl::Retry(const CallPtr& call, const std::string& why, bool immediately) {

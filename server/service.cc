@@ -188,7 +188,7 @@ bool KvService::Handle(const pb::Request& req, pb::Response* resp, const Later& 
       // Reads need no atomicity across shards: serve the batch if this node holds the
       // read lease of every shard it touches. Otherwise a single-shard batch is redirected
       // to its leader; a batch over several shards cannot be (no one node may lead them
-      // all), so it is refused with advice instead of bouncing between redirects.
+      // all): WrongShard, with the shard count, tells the client to split it by shard.
       std::optional<ShardId> first_shard, missing;
       bool several = false;
       for (int i = 0; s.ok() && i < keys.size(); ++i) {
@@ -202,8 +202,11 @@ bool KvService::Handle(const pb::Request& req, pb::Response* resp, const Later& 
           Redirect(node_, *missing, resp);
           return true;
         }
-        s = Status::InvalidArgument("batch spans shards this node does not all lead (shard " + std::to_string(*missing) +
-                                    " is led elsewhere); keys of one batch must share a shard: use a {tag}");
+        Fail(Status::WrongShard("batch spans shards this node does not all lead (shard " + std::to_string(*missing) +
+                                " is led elsewhere); split it by shard"),
+             m, resp);
+        resp->mutable_redirect()->set_shard_count(node_->shards.count());
+        return true;
       }
       std::vector<std::optional<std::string>> values;
       if (s.ok()) s = node_->engine->MultiGet(storage::Cf::kData, dkeys, &values);

@@ -113,6 +113,20 @@ TEST_CASE("a three-node cluster replicates every write and serves from any seed"
   CHECK(s.message().find("use a {tag}") != std::string::npos);
   // Every node reports every shard's leader consistently.
   for (uint32_t shard = 0; shard < 8; ++shard) CHECK(c.WaitLeader(shard) >= 0);
+  // A BatchGet over every shard (led by different nodes) is split by the client, from a
+  // fresh client that has not learned the shard layout yet, and answers in key order.
+  std::vector<std::string> keys;
+  for (int i = 0; i < 200; ++i) keys.push_back(i % 50 == 7 ? "absent" + std::to_string(i) : "key" + std::to_string(i));
+  for (int round = 0; round < 2; ++round) {
+    auto fresh = c.Connect();
+    std::vector<std::optional<std::string>> vals;
+    REQUIRE(fresh->BatchGet(keys, &vals).ok());
+    REQUIRE(vals.size() == keys.size());
+    for (int i = 0; i < 200; ++i) {
+      if (i % 50 == 7) CHECK_FALSE(vals[i].has_value());
+      else CHECK(vals[i] == std::optional<std::string>(i == 1 ? "w1" : "v" + std::to_string(i)));
+    }
+  }
 }
 
 TEST_CASE("kill -9 of a shard leader under write load loses no acknowledged write", "[integration][fault][cluster]") {

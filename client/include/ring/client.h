@@ -103,11 +103,14 @@ class Client {
   Status CompareAndSet(std::string_view key, std::optional<std::string_view> expected,
                        std::string_view value, CasResult* result, const CallOptions& call = {});
 
-  // Reads many keys. OK: (*values)[i] is the value of keys[i], nullopt if absent.
+  // Reads many keys. OK: (*values)[i] is the value of keys[i], nullopt if absent. Keys may
+  // span shards: the client splits the batch and asks each shard's leader, so each value
+  // is linearizable on its own, but the batch is not one snapshot across shards.
   Status BatchGet(const std::vector<std::string>& keys,
                   std::vector<std::optional<std::string>>* values, const CallOptions& call = {});
 
-  // Writes every pair atomically. OK: all were written; otherwise none were.
+  // Writes every pair atomically. OK: all were written; otherwise none were. The keys must
+  // share a shard (give them a common {tag}); InvalidArgument otherwise.
   Status BatchPut(const std::vector<std::pair<std::string, std::string>>& pairs,
                   const CallOptions& call = {});
 
