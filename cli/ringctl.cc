@@ -365,9 +365,39 @@ class Commands {
       if (code != kExitOk && (exit_code == kExitOk || code == kExitUnavailable)) exit_code = code;
     }
 
+    // The newest cluster map any node reported.
+    const ClusterMapInfo* map = nullptr;
+    for (const auto& r : reports) {
+      if (r.status.ok() && r.info.cluster_map.version > 0 && (!map || r.info.cluster_map.version > map->version)) {
+        map = &r.info.cluster_map;
+      }
+    }
+
     if (flags_.json) {
       JsonWriter w;
-      w.BeginObject().Key("ok").Bool(exit_code == kExitOk).Key("nodes").BeginArray();
+      w.BeginObject().Key("ok").Bool(exit_code == kExitOk);
+      w.Key("cluster_map");
+      if (!map) {
+        w.Null();
+      } else {
+        w.BeginObject().Key("version").Uint(map->version).Key("cluster_id").Uint(map->cluster_id);
+        w.Key("replication_factor").Uint(map->replication_factor).Key("members").BeginArray();
+        for (const auto& m : map->members) {
+          w.BeginObject().Key("id").Uint(m.id).Key("address").String(m.address).Key("state").String(m.state);
+          w.Key("weight").Double(m.weight).EndObject();
+        }
+        w.EndArray().Key("shards").BeginArray();
+        for (const auto& sh : map->shards) {
+          w.BeginObject().Key("id").Uint(sh.id).Key("start").Uint(sh.start).Key("end").Uint(sh.end);
+          w.Key("epoch").Uint(sh.epoch).Key("voters").BeginArray();
+          for (uint64_t v : sh.voters) w.Uint(v);
+          w.EndArray().Key("learners").BeginArray();
+          for (uint64_t l : sh.learners) w.Uint(l);
+          w.EndArray().EndObject();
+        }
+        w.EndArray().EndObject();
+      }
+      w.Key("nodes").BeginArray();
       for (size_t i = 0; i < nodes_.size(); ++i) {
         const auto& r = reports[i];
         w.BeginObject().Key("address").String(nodes_[i]).Key("up").Bool(r.status.ok());
@@ -420,6 +450,11 @@ class Commands {
       if (!n.disk_ok) problems.push_back(nodes_[i] + " (" + n.node_id + "): disk error: " + n.disk_error);
     }
     PrintTable(rows);
+    if (map) {
+      std::printf("cluster map: version %llu, %zu members, %zu shards, replication factor %u\n",
+                  static_cast<unsigned long long>(map->version), map->members.size(), map->shards.size(),
+                  map->replication_factor);
+    }
     if (!problems.empty()) {
       std::fflush(stdout);
       for (const auto& p : problems) std::fprintf(stderr, "ringctl: %s\n", p.c_str());

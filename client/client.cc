@@ -815,11 +815,24 @@ Status Client::NodeStatus(std::string_view endpoint, NodeInfo* info, const CallO
           const auto& ns = r->node_status();
           *info = NodeInfo{ns.node_id(), ns.version(), ns.listen(), ns.uptime_ms(), ns.sync_policy(),
                            ns.shard_count(), ns.connections(), ns.requests_served(), ns.keys_estimate(),
-                           ns.disk_bytes(), ns.disk_ok(), ns.disk_error(), {}};
+                           ns.disk_bytes(), ns.disk_ok(), ns.disk_error(), {}, {}};
           for (const auto& sh : ns.shards()) {
             info->shards.push_back(ShardInfo{sh.shard(), sh.leader(), sh.role(), sh.term(), sh.commit_index(),
                                              sh.applied_index(), sh.last_index(),
                                              {sh.replicas().begin(), sh.replicas().end()}});
+          }
+          static const char* const kStates[] = {"joining", "up", "draining", "down", "removed"};
+          const auto& cm = ns.cluster_map();
+          ClusterMapInfo& map = info->cluster_map;
+          map.version = cm.version();
+          map.cluster_id = cm.cluster_id();
+          map.replication_factor = cm.replication_factor();
+          for (const auto& m : cm.members()) {
+            map.members.push_back({m.id(), m.address(), m.state() < 5 ? kStates[m.state()] : "unknown", m.weight()});
+          }
+          for (const auto& sh : cm.shards()) {
+            map.shards.push_back({sh.id(), sh.start(), sh.end(), {sh.voters().begin(), sh.voters().end()},
+                                  {sh.learners().begin(), sh.learners().end()}, sh.epoch()});
           }
         }
         finish(std::move(s));

@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include "common/asio.h"
+#include <atomic>
+#include <future>
 #include <map>
 #include <random>
 #include <unordered_map>
@@ -16,6 +18,7 @@
 #include "server/peer_transport.h"
 #include "server/replicated_kv.h"
 #include "server/service.h"
+#include "sharding/meta_state_machine.h"
 #include "storage/engine.h"
 
 namespace ring::server {
@@ -77,7 +80,9 @@ void RenderReplicationMetrics(const replication::Driver& d, std::string* out) {
     for (const auto& g : groups) {
       uint64_t v = k == 0 ? g.term : k == 1 ? g.commit : k == 2 ? g.applied
                  : k == 3 ? (g.commit > g.applied ? g.commit - g.applied : 0) : (g.role == replication::Role::kLeader ? 1 : 0);
-      *out += std::string(gauges[k][0]) + "{shard=\"" + std::to_string(g.group) + "\"} " + std::to_string(v) + "\n";
+      // The metadata log is labelled "meta"; shards by their id.
+      std::string label = g.group == sharding::kMetaGroup ? "meta" : std::to_string(g.group);
+      *out += std::string(gauges[k][0]) + "{shard=\"" + label + "\"} " + std::to_string(v) + "\n";
     }
   }
 }
@@ -95,6 +100,10 @@ struct Server::Impl {
   std::unique_ptr<storage::Engine> engine;
   Metrics metrics;
   std::unique_ptr<ReplicatedKv> state_machine;
+  std::unique_ptr<sharding::MetaStateMachine> meta;
+  asio::steady_timer meta_timer{io};
+  std::atomic<bool> init_in_flight{false};
+  bool init_refused = false;  // logged once; the static configuration cannot change
   std::unique_ptr<PeerTransport> transport;
   std::unique_ptr<replication::Driver> driver;
   NodeContext node;
@@ -109,6 +118,7 @@ struct Server::Impl {
   asio::awaitable<void> AcceptLoop();
   void BeginShutdown();
   void MaybeStopIo();
+  void MetaTick();
   HttpReply HandleHttp(const std::string& path);
 };
 
@@ -127,6 +137,10 @@ Result<std::unique_ptr<Server>> Server::Create(Config config) {
   impl->acceptor.emplace(std::move(acceptor));
   impl->listen_address = BoundAddress(*impl->acceptor);
   if (impl->config.node_id.empty()) impl->config.node_id = impl->listen_address;
+  // A lone node listening on port 0 advertises the port it was given.
+  if (c.peers.empty() && !c.advertise && c.listen.port == 0) {
+    impl->config.advertise = Endpoint{c.listen.host, impl->acceptor->local_endpoint().port()};
+  }
   if (c.metrics_enabled) {
     ASSIGN_OR_RETURN(auto macc, Listen(impl->io, c.metrics_listen, "metrics_listen"));
     impl->metrics_address = BoundAddress(macc);
@@ -155,6 +169,16 @@ Result<std::unique_ptr<Server>> Server::Create(Config config) {
   impl->transport = std::make_unique<PeerTransport>(impl->io, dopt.node_id, std::move(others));
   ASSIGN_OR_RETURN(impl->driver, replication::Driver::Start(dopt, impl->engine.get(), impl->transport.get(),
                                                             impl->state_machine.get()));
+  // The metadata log lives on the first kMaxMetaVoters peers (or this node alone).
+  ASSIGN_OR_RETURN(impl->meta, sharding::MetaStateMachine::Open(impl->engine.get()));
+  std::vector<replication::NodeId> meta_voters;
+  for (uint64_t id = 1; id <= std::min<uint64_t>(replicas, sharding::kMaxMetaVoters); ++id) meta_voters.push_back(id);
+  if (dopt.node_id <= meta_voters.size()) {
+    std::promise<Status> added;
+    impl->driver->AddGroup(replication::GroupSpec{sharding::kMetaGroup, impl->meta.get(), meta_voters},
+                           [&added](Status s) { added.set_value(s); });
+    RETURN_IF_ERROR(added.get_future().get().WithContext("hosting the metadata log"));
+  }
   // A one-node cluster elects itself at once; wait for that, so "ready" means serving.
   if (c.peers.empty() && !impl->driver->WaitForLeaders(std::chrono::seconds(10), /*local_reads=*/true)) {
     return Status::Unavailable("replication groups did not elect this node within 10 s");
@@ -169,6 +193,8 @@ Result<std::unique_ptr<Server>> Server::Create(Config config) {
     };
   }
   impl->node.metrics = &impl->metrics;
+  sharding::MetaStateMachine* meta = impl->meta.get();
+  impl->node.cluster_map = [meta] { return meta->Map(); };
   impl->node.shards = ShardRanges::Uniform(c.shard_count);
   impl->node.listen_address = impl->listen_address;
   return std::unique_ptr<Server>(new Server(std::move(impl)));
@@ -232,6 +258,7 @@ void Server::Impl::BeginShutdown() {
   acceptor->close(ec);
   if (http) http->Stop();
   signals.cancel(ec);
+  meta_timer.cancel();
   // Copy: BeginShutdown may close a connection, which schedules its erase.
   std::vector<std::shared_ptr<Connection>> conns;
   for (auto& [p, c] : connections) conns.push_back(c);
@@ -251,6 +278,44 @@ void Server::Impl::BeginShutdown() {
 
 void Server::Impl::MaybeStopIo() {
   if (stopping && connections.empty()) io.stop();
+}
+
+// The metadata leader initialises the cluster map once, describing the static cluster:
+// every peer a member, every shard on every peer. (Run-time membership will replace this
+// with `ringctl cluster init` and placement; see sharding/.) Runs on the I/O thread.
+void Server::Impl::MetaTick() {
+  if (stopping) return;
+  const replication::NodeId self = ReplicaId(config);
+  if (!meta->Map()->initialized() && driver->LeaderOf(sharding::kMetaGroup) == self && !init_in_flight &&
+      !init_refused) {
+    const uint64_t replicas = config.peers.empty() ? 1 : config.peers.size();
+    if (replicas <= sharding::kMaxReplicationFactor) {
+      sharding::MapChange init;
+      init.kind = sharding::MapChange::Kind::kInit;
+      init.cluster_id = std::random_device{}() | (uint64_t{std::random_device{}()} << 32) | 1;
+      init.shard_count = config.shard_count;
+      init.replication_factor = static_cast<uint32_t>(replicas);
+      for (uint64_t id = 1; id <= replicas; ++id) {
+        init.members.push_back(sharding::Member{id, ReplicaAddress(config, id), sharding::MemberState::kUp, 1.0});
+      }
+      // Propose only what the map would accept: a refused entry would be refused forever.
+      if (auto checked = sharding::Apply(*meta->Map(), init); !checked.ok()) {
+        spdlog::error("cannot initialise the cluster map: {}", checked.status().ToString());
+        init_refused = true;
+      } else {
+        init_in_flight = true;
+        driver->Propose(sharding::kMetaGroup, sharding::EncodeChange(init), [this](Status s, std::any r) {
+          if (s.ok() && r.has_value()) s = std::any_cast<sharding::MetaResult>(r).status;
+          if (!s.ok()) spdlog::info("cluster map init not applied ({}); will retry", s.ToString());
+          init_in_flight = false;
+        });
+      }
+    }
+  }
+  meta_timer.expires_after(std::chrono::milliseconds(200));
+  meta_timer.async_wait([this](asio::error_code ec) {
+    if (!ec) MetaTick();
+  });
 }
 
 HttpReply Server::Impl::HandleHttp(const std::string& path) {
@@ -279,6 +344,7 @@ int Server::Run() {
   });
   asio::co_spawn(m.io, m.AcceptLoop(), asio::detached);
   if (m.http) m.http->Start();
+  m.MetaTick();
   spdlog::info("ringd {} serving on {} (metrics {}), data {}, sync_policy {}", m.config.node_id,
                m.listen_address, m.metrics_address.empty() ? "off" : m.metrics_address,
                m.config.data_dir, SyncPolicyName(m.config.sync_policy));

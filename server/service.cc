@@ -4,6 +4,7 @@
 
 #include "common/limits.h"
 #include "proto/ring.pb.h"
+#include "sharding/cluster_map.h"
 #include "proto/wire.h"
 #include "server/replicated_kv.h"
 
@@ -120,6 +121,7 @@ void KvService::HandleNodeStatus(pb::Response* resp) {
   std::vector<std::string> replicas;
   for (uint64_t id = 1; id <= std::max<size_t>(1, c.peers.size()); ++id) replicas.push_back(ReplicaAddress(c, id));
   for (const auto& g : node_->driver->Groups()) {
+    if (g.group >= node_->shards.count()) continue;  // the metadata log, not a shard
     auto* sh = ns->add_shards();
     sh->set_shard(static_cast<uint32_t>(g.group));
     if (g.leader != replication::kNoNode) sh->set_leader(ReplicaAddress(c, g.leader));
@@ -129,6 +131,10 @@ void KvService::HandleNodeStatus(pb::Response* resp) {
     sh->set_applied_index(g.applied);
     sh->set_last_index(g.last_index);
     for (const auto& r : replicas) sh->add_replicas(r);
+  }
+  if (node_->cluster_map) {
+    auto map = node_->cluster_map();
+    if (map && map->initialized()) ns->mutable_cluster_map()->ParseFromString(sharding::EncodeMap(*map));
   }
 }
 

@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,10 @@
 #include "server/config.h"
 #include "server/metrics.h"
 #include "storage/engine.h"
+
+namespace ring::sharding {
+struct ClusterMap;
+}
 
 namespace ring::pb {
 class Request;
@@ -45,6 +50,8 @@ struct NodeContext {
   // Driver::Deliver). `from_node` is the sender's replica id. Null when this node has no
   // replication peers: a RaftBatch is then answered with InvalidArgument.
   std::function<void(uint64_t from_node, std::vector<replication::GroupMessage> msgs)> on_peer_messages;
+  // The cluster map this node last applied (null function: the node holds none).
+  std::function<std::shared_ptr<const sharding::ClusterMap>()> cluster_map;
 };
 
 class KvService {

@@ -527,6 +527,21 @@ TEST_CASE("ringctl status describes each node and marks an unreachable one down"
   CHECK(n["sync_policy"].string == "sync");
   CHECK(n["disk_ok"].boolean);
   CHECK(n["uptime_ms"].type == Json::Type::kNumber);
+  // The node initialises its one-member cluster map shortly after it starts serving.
+  Json map;
+  for (int i = 0; i < 200 && map.type != Json::Type::kObject; ++i) {
+    auto again = Ctl(node.address(), {"--json", "status"});
+    Json obj = ParseOneObject(again.out);
+    map = obj["cluster_map"];
+    if (map.type != Json::Type::kObject) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  REQUIRE(map.type == Json::Type::kObject);
+  CHECK(map["version"].number >= 1);
+  REQUIRE(map["members"].items.size() == 1);
+  CHECK(map["members"].items[0]["address"].string == node.address());
+  CHECK(map["members"].items[0]["state"].string == "up");
+  CHECK(map["shards"].items.size() >= 1);
+  CHECK(Ctl(node.address(), {"status"}).out.find("cluster map: version") != std::string::npos);
 
   // One node up and one down: both are listed and the exit code says something is wrong.
   auto mixed = Ctl(node.address() + ",127.0.0.1:1", {"--timeout-ms", "500", "--json", "status"});

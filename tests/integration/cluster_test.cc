@@ -129,6 +129,59 @@ TEST_CASE("a three-node cluster replicates every write and serves from any seed"
   }
 }
 
+TEST_CASE("every node serves the same cluster map from the replicated metadata log", "[integration][cluster]") {
+  Cluster c;
+  auto client = c.Connect();
+  // The metadata leader initialises the map once; every node applies the same version.
+  auto deadline = std::chrono::steady_clock::now() + 15s;
+  std::vector<NodeInfo> infos(c.addresses.size());
+  bool all = false;
+  while (!all && std::chrono::steady_clock::now() < deadline) {
+    all = true;
+    for (size_t i = 0; i < c.addresses.size(); ++i) {
+      all = all && client->NodeStatus(c.addresses[i], &infos[i]).ok() && infos[i].cluster_map.version >= 1;
+    }
+    if (!all) std::this_thread::sleep_for(50ms);
+  }
+  REQUIRE(all);
+  for (const auto& info : infos) {
+    const ClusterMapInfo& m = info.cluster_map;
+    CHECK(m.version == infos[0].cluster_map.version);
+    CHECK(m.cluster_id == infos[0].cluster_map.cluster_id);
+    CHECK(m.cluster_id != 0);
+    CHECK(m.replication_factor == 3);
+    REQUIRE(m.members.size() == 3);
+    for (size_t i = 0; i < 3; ++i) {
+      CHECK(m.members[i].id == i + 1);
+      CHECK(m.members[i].address == c.addresses[i]);
+      CHECK(m.members[i].state == "up");
+    }
+    REQUIRE(m.shards.size() == 8);
+    uint64_t next = 0;
+    for (const auto& sh : m.shards) {
+      CHECK(sh.start == next);  // contiguous cover of the hash space
+      next = sh.end;
+      CHECK(sh.voters == std::vector<uint64_t>{1, 2, 3});
+      CHECK(sh.learners.empty());
+    }
+    CHECK(next == 0);
+    CHECK(info.shards.size() == 8);  // the metadata log is not reported as a shard
+  }
+  // The map survives a restart of every node (it is persisted with the applied index), and
+  // the cluster does not initialise itself a second time.
+  const uint64_t id = infos[0].cluster_map.cluster_id;
+  const uint64_t version = infos[0].cluster_map.version;
+  for (auto& n : c.nodes) n->Restart();
+  NodeInfo after;
+  deadline = std::chrono::steady_clock::now() + 15s;
+  while (std::chrono::steady_clock::now() < deadline &&
+         !(client->NodeStatus(c.addresses[1], &after).ok() && after.cluster_map.version >= 1)) {
+    std::this_thread::sleep_for(50ms);
+  }
+  CHECK(after.cluster_map.cluster_id == id);
+  CHECK(after.cluster_map.version == version);
+}
+
 TEST_CASE("kill -9 of a shard leader under write load loses no acknowledged write", "[integration][fault][cluster]") {
   Cluster c;
   auto client = c.Connect(20s);

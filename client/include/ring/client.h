@@ -59,6 +59,29 @@ struct ShardInfo {
   std::vector<std::string> replicas;
 };
 
+// The cluster map as a node last applied it: members and how the hash space is sharded.
+struct ClusterMapInfo {
+  struct Member {
+    uint64_t id = 0;
+    std::string address;  // HOST:PORT
+    std::string state;    // joining, up, draining, down, removed
+    double weight = 1.0;
+  };
+  struct Shard {
+    uint32_t id = 0;
+    uint64_t start = 0;  // hash range [start, end); end 0 means 2^64
+    uint64_t end = 0;
+    std::vector<uint64_t> voters;
+    std::vector<uint64_t> learners;
+    uint64_t epoch = 0;
+  };
+  uint64_t version = 0;  // 0: the node holds no map (yet)
+  uint64_t cluster_id = 0;
+  uint32_t replication_factor = 0;
+  std::vector<Member> members;
+  std::vector<Shard> shards;
+};
+
 // A node's self-description, as returned by NodeStatus.
 struct NodeInfo {
   std::string node_id;
@@ -74,6 +97,7 @@ struct NodeInfo {
   bool disk_ok = true;
   std::string disk_error;
   std::vector<ShardInfo> shards;
+  ClusterMapInfo cluster_map;
 };
 
 class Client {
