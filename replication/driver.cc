@@ -82,6 +82,7 @@ Result<std::unique_ptr<Driver>> Driver::Start(const DriverOptions& options, stor
   }
   for (auto& [id, group] : d->groups_) RETURN_IF_ERROR(d->StartGroup(*group));
   d->Republish();
+  d->PublishStatus();
   d->last_tick_time_ = Clock::now();
   d->thread_ = std::thread([p = d.get()] { p->Loop(); });
   return d;
@@ -297,6 +298,22 @@ void Driver::Propose(uint64_t group, std::string data, ProposeDone done) {
   done(Status::Unavailable("node is shutting down"), {});
 }
 
+void Driver::ProposeConfChange(uint64_t group, ConfChange change, ProposeDone done) {
+  if (!HasGroup(group)) {
+    done(Status::InvalidArgument("no replication group " + std::to_string(group)), {});
+    return;
+  }
+  {
+    std::lock_guard lock(mu_);
+    if (!stopping_) {
+      proposals_.push_back(Proposal{group, {}, std::move(done), change});
+      if (proposals_.size() == 1) cv_.notify_one();
+      return;
+    }
+  }
+  done(Status::Unavailable("node is shutting down"), {});
+}
+
 void Driver::ReadIndex(uint64_t group, std::function<void(Status)> done) {
   if (!HasGroup(group)) {
     done(Status::InvalidArgument("no replication group " + std::to_string(group)));
@@ -394,6 +411,7 @@ void Driver::Loop() {
       adds.swap(adds_);
       removes.swap(removes_);
     }
+    const bool groups_changed = !adds.empty() || !removes.empty();
     AddGroups(&adds);
     RemoveGroups(&removes);
     auto now = Clock::now();
@@ -413,6 +431,7 @@ void Driver::Loop() {
     transfers.clear();
     StartReads(&reads);
     Cycle(&inbox, &proposals, ticks);
+    if (ticks > 0 || groups_changed) PublishStatus();
     inbox.clear();
     proposals.clear();
   }
@@ -439,7 +458,7 @@ void Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
       continue;
     }
     Group& g = *it->second;
-    auto pos = g.core->Propose(std::move(p.data));
+    auto pos = p.conf_change ? g.core->ProposeConfChange(*p.conf_change) : g.core->Propose(std::move(p.data));
     if (!pos.ok()) {
       p.done(pos.status().WithContext("shard " + std::to_string(p.group)), {});
       continue;
@@ -679,8 +698,6 @@ void Driver::PublishLeases(Clock::time_point tick_time) {
   // ticks ends at tick_time + k intervals in real time. Followers time out no sooner than
   // election_tick - 1 intervals after hearing from us, and the lease is shorter than that
   // by the core's margin, so no other leader can exist before the published deadline.
-  std::vector<GroupStatus> status;
-  status.reserve(groups_.size());
   for (auto& [id, gp] : groups_) {
     Group& g = *gp;
     const RaftCore& c = *g.core;
@@ -688,7 +705,16 @@ void Driver::PublishLeases(Clock::time_point tick_time) {
     bool local = c.role() == Role::kLeader && ticks > 0 && g.term_start != UINT64_MAX && g.applied >= g.term_start;
     int64_t until = SteadyNanos(tick_time + options_.tick_interval * static_cast<int64_t>(ticks));
     g.pub->lease_deadline_ns.store(local ? until : 0, std::memory_order_release);
-    status.push_back(GroupStatus{g.id, c.leader(), c.role(), c.term(), c.committed(), g.applied, c.LastIndex()});
+  }
+}
+
+void Driver::PublishStatus() {
+  std::vector<GroupStatus> status;
+  status.reserve(groups_.size());
+  for (auto& [id, gp] : groups_) {
+    const RaftCore& c = *gp->core;
+    status.push_back(GroupStatus{gp->id, c.leader(), c.role(), c.term(), c.committed(), gp->applied, c.LastIndex(),
+                                 c.conf(), c.Peers()});
   }
   std::lock_guard lock(mu_);
   status_ = std::move(status);

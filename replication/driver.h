@@ -47,6 +47,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -130,6 +131,8 @@ struct GroupStatus {
   uint64_t commit = 0;
   uint64_t applied = 0;
   uint64_t last_index = 0;
+  ConfState conf;                  // the configuration in force (newest in the log)
+  std::vector<PeerStatus> peers;   // the leader's view of every other replica; empty on followers
 };
 
 class Driver {
@@ -150,6 +153,12 @@ class Driver {
   // if this node does not lead the group or loses leadership before the entry commits;
   // Busy during a leadership transfer; Unavailable once stopped.
   void Propose(uint64_t group, std::string data, ProposeDone done);
+
+  // Proposes one membership change of `group` (see raft_core.h: one server at a time).
+  // `done` runs on the driver thread: OK once the change is applied; NotLeader, Busy
+  // (a previous change is uncommitted, or a transfer runs) or InvalidArgument (it does
+  // not apply to the current configuration) as RaftCore::ProposeConfChange says.
+  void ProposeConfChange(uint64_t group, ConfChange change, ProposeDone done);
 
   // True if a read of `group` may be served from this node's state right now.
   bool ReadLeaseValid(uint64_t group) const;
@@ -177,6 +186,7 @@ class Driver {
   // Whether `group` is hosted here (thread-safe).
   bool HasGroup(uint64_t group) const { return Lookup(group) != nullptr; }
 
+  // Every hosted group's state, as of the last tick (or change of the group set).
   std::vector<GroupStatus> Groups() const;
 
   // Waits until every hosted group has a leader this node knows of, up to `timeout`; with
@@ -193,12 +203,14 @@ class Driver {
     uint64_t group = 0;
     std::string data;
     ProposeDone done;
+    std::optional<ConfChange> conf_change;  // a membership change instead of data
   };
   Driver(const DriverOptions& options, storage::Engine* engine, Transport* transport, StateMachine* sm);
   void Loop();
   void Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* proposals, int ticks);
   void StartReads(std::vector<std::pair<uint64_t, std::function<void(Status)>>>* reads);
   void PublishLeases(std::chrono::steady_clock::time_point tick_time);
+  void PublishStatus();
   void Send(std::map<NodeId, std::vector<GroupMessage>>* outbox);
   // Records `g`'s committed entries (of its held Ready) as applied, answering their
   // proposers with `results` (the state machine's, for the entries in `applied`).
@@ -243,7 +255,7 @@ class Driver {
   std::vector<std::pair<uint64_t, std::function<void(Status)>>> reads_;  // guarded by mu_
   std::vector<std::pair<GroupSpec, std::function<void(Status)>>> adds_;  // guarded by mu_
   std::vector<std::pair<uint64_t, std::function<void(Status)>>> removes_;  // guarded by mu_
-  std::vector<GroupStatus> status_;   // guarded by mu_, refreshed each cycle
+  std::vector<GroupStatus> status_;   // guarded by mu_, refreshed each tick
   bool stopping_ = false;             // guarded by mu_
 
   DriverStats stats_;

@@ -350,6 +350,106 @@ TEST_CASE("groups can be added and removed while the driver runs", "[replication
   CHECK(c.nodes[0]->driver->LeaderOf(kNew) == kNoNode);
 }
 
+TEST_CASE("a replica moves by learner, promotion and removal while the group serves", "[replication][driver]") {
+  Cluster c;
+  constexpr uint64_t kMoving = 2000;
+  std::vector<std::unique_ptr<RecordingMachine>> machines;
+  auto call = [](auto&& start) {
+    auto p = std::make_shared<std::promise<Status>>();
+    start([p](Status s) { p->set_value(s); });
+    auto f = p->get_future();
+    REQUIRE(f.wait_for(5s) == std::future_status::ready);
+    return f.get();
+  };
+  auto add = [&](Node& n, std::vector<NodeId> founders) {
+    machines.push_back(std::make_unique<RecordingMachine>());
+    machines.back()->engine = n.engine.get();
+    CHECK(call([&](auto done) { n.driver->AddGroup(GroupSpec{kMoving, machines.back().get(), founders}, done); }).ok());
+  };
+  // Proposes a membership change through whichever node leads, until it is applied.
+  auto change = [&](ConfChangeType type, NodeId node) {
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      for (auto& n : c.nodes) {
+        if (n->driver->LeaderOf(kMoving) != n->id) continue;
+        auto p = std::make_shared<std::promise<Status>>();
+        n->driver->ProposeConfChange(kMoving, ConfChange{type, node}, [p](Status s, std::any) { p->set_value(s); });
+        auto f = p->get_future();
+        if (f.wait_for(2s) == std::future_status::ready && f.get().ok()) return true;
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+    return false;
+  };
+  // The leader's view of `node`, once it reports one.
+  auto leader_view = [&](NodeId node) -> std::optional<PeerStatus> {
+    for (auto& n : c.nodes) {
+      for (const auto& g : n->driver->Groups()) {
+        if (g.group != kMoving || g.role != Role::kLeader) continue;
+        for (const auto& peer : g.peers) {
+          if (peer.id == node) return peer;
+        }
+      }
+    }
+    return std::nullopt;
+  };
+
+  add(*c.nodes[0], {1, 2});
+  add(*c.nodes[1], {1, 2});
+  uint64_t before = 0;
+  for (int i = 0; i < 20; ++i) before = c.Propose(kMoving, "before" + std::to_string(i));
+  // Node 3 joins empty, learns everything as a learner, then becomes a voter.
+  add(*c.nodes[2], {});
+  REQUIRE(change(ConfChangeType::kAddLearner, 3));
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto v = leader_view(3);
+    if (v && v->learner && v->match >= before) break;
+    std::this_thread::sleep_for(10ms);
+  }
+  auto learner = leader_view(3);
+  REQUIRE(learner);
+  CHECK(learner->learner);
+  CHECK(learner->match >= before);
+  REQUIRE(c.nodes[2]->Applied(kMoving, before) == std::optional<std::string>("before19"));
+  REQUIRE(change(ConfChangeType::kAddVoter, 3));
+  // Node 1 leaves; the group goes on with 2 and 3, even with node 1 gone entirely.
+  REQUIRE(change(ConfChangeType::kRemoveNode, 1));
+  CHECK(call([&](auto done) { c.nodes[0]->driver->RemoveGroup(kMoving, done); }).ok());
+  uint64_t after = c.Propose(kMoving, "after");
+  deadline = std::chrono::steady_clock::now() + 10s;
+  while (std::chrono::steady_clock::now() < deadline &&
+         (c.nodes[1]->Applied(kMoving, after) != std::optional<std::string>("after") ||
+          c.nodes[2]->Applied(kMoving, after) != std::optional<std::string>("after"))) {
+    std::this_thread::sleep_for(5ms);
+  }
+  CHECK(c.nodes[1]->Applied(kMoving, after) == std::optional<std::string>("after"));
+  CHECK(c.nodes[2]->Applied(kMoving, after) == std::optional<std::string>("after"));
+  // Status is refreshed every tick, so wait for one.
+  auto voters_of = [&](int i) {
+    for (const auto& g : c.nodes[i]->driver->Groups()) {
+      if (g.group == kMoving) return g.conf.voters;
+    }
+    return std::vector<NodeId>{};
+  };
+  deadline = std::chrono::steady_clock::now() + 5s;
+  while (std::chrono::steady_clock::now() < deadline && (voters_of(1) != std::vector<NodeId>{2, 3} ||
+                                                         voters_of(2) != std::vector<NodeId>{2, 3})) {
+    std::this_thread::sleep_for(5ms);
+  }
+  CHECK(voters_of(1) == std::vector<NodeId>{2, 3});
+  CHECK(voters_of(2) == std::vector<NodeId>{2, 3});
+  // A change that makes no sense for the configuration is refused, not applied.
+  bool refused = false;
+  for (auto& n : c.nodes) {
+    if (n->driver->LeaderOf(kMoving) != n->id) continue;
+    auto p = std::make_shared<std::promise<Status>>();
+    n->driver->ProposeConfChange(kMoving, ConfChange{ConfChangeType::kRemoveNode, 7}, [p](Status s, std::any) { p->set_value(s); });
+    refused = p->get_future().get().IsInvalidArgument();
+  }
+  CHECK(refused);
+}
+
 TEST_CASE("ReadIndex confirms leadership on the leader and refuses on followers", "[replication][driver]") {
   Cluster c;
   uint64_t idx = c.Propose(2, "r");
