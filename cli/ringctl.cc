@@ -342,6 +342,50 @@ class Commands {
     return kExitOk;
   }
 
+  // drain | undrain | remove of member `id`. With `wait` (drain only), polls the map until
+  // the node holds no replica, printing progress, within --timeout-ms.
+  int Member(const std::string& verb, uint64_t id, bool wait) {
+    Client::MemberChange change = verb == "drain"     ? Client::MemberChange::kDrain
+                                  : verb == "undrain" ? Client::MemberChange::kUndrain
+                                                      : Client::MemberChange::kRemove;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(flags_.timeout_ms);
+    uint64_t version = 0;
+    Status s = client_->ChangeMember(id, change, &version, call_);
+    if (!s.ok()) return ReportError(flags_, s);
+    size_t left = 0;
+    if (wait && change == Client::MemberChange::kDrain) {
+      for (;;) {
+        NodeInfo info;
+        s = client_->NodeStatus("", &info, call_);
+        if (s.ok()) {
+          left = 0;
+          for (const auto& sh : info.cluster_map.shards) {
+            for (const auto* v : {&sh.voters, &sh.learners}) left += std::count(v->begin(), v->end(), id);
+          }
+          version = info.cluster_map.version;
+          if (left == 0) break;
+          if (!flags_.json) std::fprintf(stderr, "ringctl: node %llu still holds %zu replica(s)\n",
+                                         static_cast<unsigned long long>(id), left);
+        }
+        if (std::chrono::steady_clock::now() + std::chrono::milliseconds(500) > deadline) {
+          return ReportError(flags_, Status::Timeout("node " + std::to_string(id) + " still holds " +
+                                                     std::to_string(left) + " replica(s); the drain goes on"));
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      }
+    }
+    if (flags_.json) {
+      JsonWriter w;
+      w.BeginObject().Key("ok").Bool(true).Key("node").Uint(id).Key("change").String(verb);
+      w.Key("map_version").Uint(version).EndObject();
+      EmitJson(w);
+    } else {
+      EmitLine("OK: node " + std::to_string(id) + " " + verb + (verb == "drain" && wait ? "ed" : verb == "remove" ? "d" : "") +
+               " (map version " + std::to_string(version) + ")");
+    }
+    return kExitOk;
+  }
+
   // Asks every node in --cluster at once, so a dead node costs one timeout, not one each.
   int NodeStatus() {
     struct Report {
@@ -531,6 +575,23 @@ int Main(int argc, char** argv) {
   locate->fallthrough();
   locate->add_option("KEY", key, "The key")->required();
 
+  CLI::App* node = command("node", "Cluster membership: drain, undrain or remove a node by id");
+  node->require_subcommand(1);
+  uint64_t node_id = 0;
+  bool wait = false;
+  std::vector<CLI::App*> node_verbs;
+  for (const char* verb : {"drain", "undrain", "remove"}) {
+    const char* help = std::string_view(verb) == "drain"
+                           ? "Move every replica off node ID (in the background; --wait to wait for it)"
+                       : std::string_view(verb) == "undrain" ? "Make a draining node ID a placement target again"
+                                                             : "Retire node ID for good (it must hold no replicas)";
+    CLI::App* sub = node->add_subcommand(verb, help);
+    sub->fallthrough();
+    sub->add_option("ID", node_id, "The node's id (see `ringctl status`)")->required()->check(CLI::Range(uint64_t{1}, UINT64_MAX));
+    if (std::string_view(verb) == "drain") sub->add_flag("--wait", wait, "Wait (within --timeout-ms) until the node holds nothing");
+    node_verbs.push_back(sub);
+  }
+
   PlaygroundOptions pg;
   CLI::App* playground = command("playground",
                                  "Run a local cluster of ringd nodes in the foreground; Ctrl-C stops it");
@@ -562,7 +623,7 @@ int Main(int argc, char** argv) {
       }
       if (!unknown.empty()) message = "unknown command \"" + unknown + "\"";
       else if (dynamic_cast<const CLI::RequiredError*>(&e) != nullptr) message = "no command given";
-      message += "; commands: get, put, del, cas, status, ping, shard locate, playground";
+      message += "; commands: get, put, del, cas, status, ping, shard locate, node drain|undrain|remove, playground";
     }
     return UsageError(flags, message);
   }
@@ -604,6 +665,9 @@ int Main(int argc, char** argv) {
   if (status->parsed()) return commands.NodeStatus();
   if (ping->parsed()) return commands.Ping();
   if (locate->parsed()) return commands.Locate(key);
+  for (CLI::App* verb : node_verbs) {
+    if (verb->parsed()) return commands.Member(verb->get_name(), node_id, wait);
+  }
   return UsageError(flags, "no command given");
 }
 

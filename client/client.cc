@@ -799,6 +799,21 @@ Status Client::Ping(const CallOptions& call) {
   });
 }
 
+Status Client::ChangeMember(uint64_t node_id, MemberChange change, uint64_t* map_version, const CallOptions& call) {
+  return Blocking(impl_.get(), [&](auto finish) {
+    pb::Request req;
+    auto* a = req.mutable_cluster_admin();
+    a->set_node(node_id);
+    a->set_op(change == MemberChange::kDrain     ? pb::ClusterAdminRequest::DRAIN
+              : change == MemberChange::kUndrain ? pb::ClusterAdminRequest::UNDRAIN
+                                                 : pb::ClusterAdminRequest::REMOVE);
+    impl_->Submit(std::move(req), false, call, [map_version, finish](Status s, pb::Response* r) {
+      if (s.ok() && r && map_version) *map_version = r->cluster_admin().map_version();
+      finish(std::move(s));
+    });
+  });
+}
+
 Status Client::NodeStatus(std::string_view endpoint, NodeInfo* info, const CallOptions& call) {
   if (!endpoint.empty()) {
     auto ep = ParseEndpoint(endpoint);

@@ -45,6 +45,7 @@ const char* RequestKindName(const pb::Request& req) {
     case pb::Request::kPing: return "ping";
     case pb::Request::kNodeStatus: return "node_status";
     case pb::Request::kRaft: return "raft";
+    case pb::Request::kClusterAdmin: return "cluster_admin";
     case pb::Request::BODY_NOT_SET: break;
   }
   return "unknown";

@@ -124,6 +124,7 @@ Status ApplyToml(std::string_view toml_text, const std::string& origin, Config* 
     else if (key == "idle_timeout_s") s = ReadUint(node, key, 0, 86400 * 7, &c->idle_timeout_s);
     else if (key == "max_inflight_per_connection") s = ReadUint(node, key, 1, 1000000, &c->max_inflight_per_connection);
     else if (key == "shard_count") s = ReadUint(node, key, 1, 65536, &c->shard_count);
+    else if (key == "replication_factor") s = ReadUint(node, key, 1, 7, &c->replication_factor);
     else if (key == "block_cache_mb") s = ReadUint(node, key, 1, 1 << 20, &c->block_cache_mb);
     else if (key == "reserve_disk_mb") s = ReadUint(node, key, 0, 1 << 20, &c->reserve_disk_mb);
     else if (key == "shutdown_grace_s") s = ReadUint(node, key, 0, 3600, &c->shutdown_grace_s);
@@ -200,6 +201,7 @@ ParsedCommandLine ParseCommandLine(int argc, const char* const* argv) {
       {"--idle-timeout-s", "idle_timeout_s", "Close connections idle this long; 0 = never (default 300)"},
       {"--max-inflight-per-connection", "max_inflight_per_connection", "Requests in flight per connection before the node stops reading it (default 1024)"},
       {"--shard-count", "shard_count", "Shards the hash space is split into (default 64)"},
+      {"--replication-factor", "replication_factor", "Replicas per shard, 1..7, capped at the number of peers (default 3)"},
       {"--block-cache-mb", "block_cache_mb", "RocksDB block cache size (default 128)"},
       {"--reserve-disk-mb", "reserve_disk_mb", "Refuse writes while free disk space is below this (default 192)"},
       {"--shutdown-grace-s", "shutdown_grace_s", "On SIGTERM, wait this long for in-flight requests (default 10)"},

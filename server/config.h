@@ -29,6 +29,7 @@ struct Config {
   uint32_t idle_timeout_s = 300;    // 0 = never close idle connections
   uint32_t max_inflight_per_connection = 1024;
   uint32_t shard_count = 64;
+  uint32_t replication_factor = 3;  // replicas per shard, at most the number of peers
   uint32_t block_cache_mb = 128;
   uint32_t reserve_disk_mb = 192;
   uint32_t shutdown_grace_s = 10;   // how long SIGTERM waits for in-flight requests

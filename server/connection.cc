@@ -18,6 +18,8 @@ constexpr size_t kReadChunk = 64 * 1024;
 bool DeliverPeerBatch(NodeContext* node, pb::RaftBatch* batch) {
   if (!node->on_peer_messages) return false;
   uint64_t from = batch->from_node();
+  if (batch->has_report() && node->on_peer_report) node->on_peer_report(from, batch->report());
+  if (batch->messages().empty()) return true;
   auto msgs = replication::DecodeRaftBatch(std::move(*batch));
   if (!msgs.ok()) {
     node->metrics->frames_rejected.fetch_add(1, std::memory_order_relaxed);

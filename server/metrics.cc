@@ -14,6 +14,7 @@ const char* RequestKindLabel(RequestKind k) {
     case RequestKind::kBatchPut: return "batch_put";
     case RequestKind::kPing: return "ping";
     case RequestKind::kNodeStatus: return "node_status";
+    case RequestKind::kClusterAdmin: return "cluster_admin";
     case RequestKind::kInvalid: return "invalid";
     case RequestKind::kCount: break;
   }

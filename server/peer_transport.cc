@@ -395,6 +395,17 @@ void PeerTransport::Send(NodeId to, std::vector<GroupMessage> msgs) {
   if (count > 0) it->second->Enqueue(std::move(frames), count);
 }
 
+void PeerTransport::SendReport(NodeId to, const std::string& report) {
+  auto it = peers_.find(to);
+  if (it == peers_.end()) return;
+  pb::Request req;
+  req.mutable_raft()->set_from_node(shared_->self);
+  if (!req.mutable_raft()->mutable_report()->ParseFromString(report)) return;
+  std::string frame;
+  AppendRequestFrame(req, &frame);
+  it->second->Enqueue(std::move(frame), 1);
+}
+
 std::vector<NodeId> PeerTransport::TakeUnreachable() {
   std::vector<NodeId> out;
   {

@@ -77,6 +77,9 @@ class PeerTransport : public replication::Transport {
 
   // Queues `msgs` for node `to` (see the drop rules above). Never blocks.
   void Send(replication::NodeId to, std::vector<replication::GroupMessage> msgs) override;
+  // Queues a node report (an encoded pb::NodeReport) for node `to`, under the same drop
+  // rules: reports are periodic, so a lost one is replaced by the next.
+  void SendReport(replication::NodeId to, const std::string& report);
 
   // The peers whose connection failed, or whose batches were dropped, since the last call;
   // sorted, each once.

@@ -284,14 +284,19 @@ Status ReplicatedKv::Restore(uint64_t group, std::string_view image, storage::Wr
     pos += vlen;
   }
   if (pos != image.size()) return Status::Corruption(bad);
+  Drop(group, batch);
+  for (const auto& it : items) batch->Put(it.cf == 0 ? storage::Cf::kData : storage::Cf::kMeta, it.k, it.v);
+  return Status::OK();
+}
+
+void ReplicatedKv::Drop(uint64_t group, storage::WriteBatch* batch) {
+  const ShardId shard = static_cast<ShardId>(group);
   batch->DeleteRange(storage::Cf::kData, shards_.StartBound(shard), shards_.EndBound(shard));
   batch->DeleteRange(storage::Cf::kMeta, ClientPrefix(group), ClientPrefix(group + 1));
   if (auto it = records_.find(group); it != records_.end()) {
     cached_records_ -= it->second.size();
     records_.erase(it);
   }
-  for (const auto& it : items) batch->Put(it.cf == 0 ? storage::Cf::kData : storage::Cf::kMeta, it.k, it.v);
-  return Status::OK();
 }
 
 void ReplicatedKv::OnWriteFailed() {

@@ -65,6 +65,8 @@ class ReplicatedKv final : public replication::StateMachine {
   Result<std::string> Snapshot(uint64_t group) override;
   Status Restore(uint64_t group, std::string_view image, storage::WriteBatch* batch) override;
   void OnWriteFailed() override;
+  // Deletes shard `group`'s data and dedup records (the shard moved away), in *batch.
+  void Drop(uint64_t group, storage::WriteBatch* batch);
 
  private:
   storage::Engine* const engine_;

@@ -12,6 +12,7 @@
 #include "proto/ring.pb.h"
 #include "proto/wire.h"
 #include "replication/driver.h"
+#include "server/cluster_manager.h"
 #include "server/connection.h"
 #include "server/http.h"
 #include "server/metrics.h"
@@ -101,9 +102,7 @@ struct Server::Impl {
   Metrics metrics;
   std::unique_ptr<ReplicatedKv> state_machine;
   std::unique_ptr<sharding::MetaStateMachine> meta;
-  asio::steady_timer meta_timer{io};
-  std::atomic<bool> init_in_flight{false};
-  bool init_refused = false;  // logged once; the static configuration cannot change
+  std::unique_ptr<ClusterManager> manager;
   std::unique_ptr<PeerTransport> transport;
   std::unique_ptr<replication::Driver> driver;
   NodeContext node;
@@ -118,7 +117,6 @@ struct Server::Impl {
   asio::awaitable<void> AcceptLoop();
   void BeginShutdown();
   void MaybeStopIo();
-  void MetaTick();
   HttpReply HandleHttp(const std::string& path);
 };
 
@@ -158,7 +156,7 @@ Result<std::unique_ptr<Server>> Server::Create(Config config) {
     dopt.voters.push_back(id);
     if (id != dopt.node_id) others.emplace(id, c.peers[id - 1]);
   }
-  dopt.group_count = c.shard_count;
+  dopt.group_count = 0;  // shard groups are hosted as the cluster map says (ClusterManager)
   dopt.sync = c.sync_policy == SyncPolicy::kSync;
   dopt.tick_interval = std::chrono::milliseconds(c.tick_ms);
   dopt.election_tick = static_cast<int>(c.election_ticks);
@@ -171,17 +169,38 @@ Result<std::unique_ptr<Server>> Server::Create(Config config) {
                                                             impl->state_machine.get()));
   // The metadata log lives on the first kMaxMetaVoters peers (or this node alone).
   ASSIGN_OR_RETURN(impl->meta, sharding::MetaStateMachine::Open(impl->engine.get()));
-  std::vector<replication::NodeId> meta_voters;
-  for (uint64_t id = 1; id <= std::min<uint64_t>(replicas, sharding::kMaxMetaVoters); ++id) meta_voters.push_back(id);
-  if (dopt.node_id <= meta_voters.size()) {
+  // Every node hosts it: the founders (peers 1..5) as voters, the others empty until the
+  // metadata leader adds them as learners, so every node learns the map from the log.
+  std::vector<replication::NodeId> meta_voters = ClusterManager::MetaVoters(c);
+  {
+    std::vector<replication::NodeId> founders;
+    if (dopt.node_id <= meta_voters.size()) founders = meta_voters;
     std::promise<Status> added;
-    impl->driver->AddGroup(replication::GroupSpec{sharding::kMetaGroup, impl->meta.get(), meta_voters},
+    impl->driver->AddGroup(replication::GroupSpec{sharding::kMetaGroup, impl->meta.get(), founders},
                            [&added](Status s) { added.set_value(s); });
     RETURN_IF_ERROR(added.get_future().get().WithContext("hosting the metadata log"));
   }
-  // A one-node cluster elects itself at once; wait for that, so "ready" means serving.
-  if (c.peers.empty() && !impl->driver->WaitForLeaders(std::chrono::seconds(10), /*local_reads=*/true)) {
-    return Status::Unavailable("replication groups did not elect this node within 10 s");
+  impl->manager = std::make_unique<ClusterManager>(impl->io, impl->config, impl->driver.get(), impl->meta.get(),
+                                                   impl->state_machine.get(), impl->transport.get(),
+                                                   impl->engine.get());
+  // A one-node cluster initialises its map, hosts its shards and elects itself at once;
+  // wait for that (running only the manager's timer), so "ready" means serving.
+  if (c.peers.empty()) {
+    impl->manager->Start();
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    sharding::MetaStateMachine* meta = impl->meta.get();
+    replication::Driver* driver = impl->driver.get();
+    auto ready = [&] {
+      auto map = meta->Map();
+      if (!map->initialized()) return false;
+      for (const auto& [id, shard] : map->shards) {
+        if (!driver->HasGroup(id)) return false;
+      }
+      return driver->WaitForLeaders(std::chrono::milliseconds(0), /*local_reads=*/true);
+    };
+    while (!ready() && std::chrono::steady_clock::now() < deadline) impl->io.run_for(std::chrono::milliseconds(5));
+    if (impl->io.stopped()) impl->io.restart();
+    if (!ready()) return Status::Unavailable("this node did not initialise and lead its shards within 10 s");
   }
   impl->node.config = &impl->config;
   impl->node.engine = impl->engine.get();
@@ -195,6 +214,12 @@ Result<std::unique_ptr<Server>> Server::Create(Config config) {
   impl->node.metrics = &impl->metrics;
   sharding::MetaStateMachine* meta = impl->meta.get();
   impl->node.cluster_map = [meta] { return meta->Map(); };
+  ClusterManager* manager = impl->manager.get();
+  impl->node.on_peer_report = [manager](uint64_t from, const pb::NodeReport& r) { manager->OnReport(from, r); };
+  impl->node.cluster_admin = [manager](const pb::Request& req, pb::Response* resp,
+                                       const std::function<void(pb::Response&&)>& later) {
+    return manager->HandleAdmin(req, resp, later);
+  };
   impl->node.shards = ShardRanges::Uniform(c.shard_count);
   impl->node.listen_address = impl->listen_address;
   return std::unique_ptr<Server>(new Server(std::move(impl)));
@@ -258,7 +283,7 @@ void Server::Impl::BeginShutdown() {
   acceptor->close(ec);
   if (http) http->Stop();
   signals.cancel(ec);
-  meta_timer.cancel();
+  manager->Stop();
   // Copy: BeginShutdown may close a connection, which schedules its erase.
   std::vector<std::shared_ptr<Connection>> conns;
   for (auto& [p, c] : connections) conns.push_back(c);
@@ -278,44 +303,6 @@ void Server::Impl::BeginShutdown() {
 
 void Server::Impl::MaybeStopIo() {
   if (stopping && connections.empty()) io.stop();
-}
-
-// The metadata leader initialises the cluster map once, describing the static cluster:
-// every peer a member, every shard on every peer. (Run-time membership will replace this
-// with `ringctl cluster init` and placement; see sharding/.) Runs on the I/O thread.
-void Server::Impl::MetaTick() {
-  if (stopping) return;
-  const replication::NodeId self = ReplicaId(config);
-  if (!meta->Map()->initialized() && driver->LeaderOf(sharding::kMetaGroup) == self && !init_in_flight &&
-      !init_refused) {
-    const uint64_t replicas = config.peers.empty() ? 1 : config.peers.size();
-    if (replicas <= sharding::kMaxReplicationFactor) {
-      sharding::MapChange init;
-      init.kind = sharding::MapChange::Kind::kInit;
-      init.cluster_id = std::random_device{}() | (uint64_t{std::random_device{}()} << 32) | 1;
-      init.shard_count = config.shard_count;
-      init.replication_factor = static_cast<uint32_t>(replicas);
-      for (uint64_t id = 1; id <= replicas; ++id) {
-        init.members.push_back(sharding::Member{id, ReplicaAddress(config, id), sharding::MemberState::kUp, 1.0});
-      }
-      // Propose only what the map would accept: a refused entry would be refused forever.
-      if (auto checked = sharding::Apply(*meta->Map(), init); !checked.ok()) {
-        spdlog::error("cannot initialise the cluster map: {}", checked.status().ToString());
-        init_refused = true;
-      } else {
-        init_in_flight = true;
-        driver->Propose(sharding::kMetaGroup, sharding::EncodeChange(init), [this](Status s, std::any r) {
-          if (s.ok() && r.has_value()) s = std::any_cast<sharding::MetaResult>(r).status;
-          if (!s.ok()) spdlog::info("cluster map init not applied ({}); will retry", s.ToString());
-          init_in_flight = false;
-        });
-      }
-    }
-  }
-  meta_timer.expires_after(std::chrono::milliseconds(200));
-  meta_timer.async_wait([this](asio::error_code ec) {
-    if (!ec) MetaTick();
-  });
 }
 
 HttpReply Server::Impl::HandleHttp(const std::string& path) {
@@ -344,7 +331,7 @@ int Server::Run() {
   });
   asio::co_spawn(m.io, m.AcceptLoop(), asio::detached);
   if (m.http) m.http->Start();
-  m.MetaTick();
+  m.manager->Start();
   spdlog::info("ringd {} serving on {} (metrics {}), data {}, sync_policy {}", m.config.node_id,
                m.listen_address, m.metrics_address.empty() ? "off" : m.metrics_address,
                m.config.data_dir, SyncPolicyName(m.config.sync_policy));

@@ -22,6 +22,7 @@ RequestKind KindOf(const pb::Request& req) {
     case pb::Request::kBatchPut: return RequestKind::kBatchPut;
     case pb::Request::kPing: return RequestKind::kPing;
     case pb::Request::kNodeStatus: return RequestKind::kNodeStatus;
+    case pb::Request::kClusterAdmin: return RequestKind::kClusterAdmin;
     case pb::Request::kRaft:  // peer traffic is routed before the service; never counted here
     case pb::Request::BODY_NOT_SET: break;
   }
@@ -83,11 +84,37 @@ Result<ShardId> KvService::SingleShard(const std::vector<std::string_view>& keys
   return first;
 }
 
+std::string NodeContext::AddressOf(uint64_t id) const {
+  if (cluster_map) {
+    auto map = cluster_map();
+    if (const sharding::Member* m = map ? map->FindMember(id) : nullptr) return m->address;
+  }
+  return ReplicaAddress(*config, id);
+}
+
 void KvService::Redirect(NodeContext* node, ShardId shard, pb::Response* resp) {
   replication::NodeId leader = node->driver->LeaderOf(shard);
-  std::string address = leader == replication::kNoNode ? "" : ReplicaAddress(*node->config, leader);
+  std::string address = leader == replication::kNoNode ? "" : node->AddressOf(leader);
   Status s;
-  if (leader == ReplicaId(*node->config)) {
+  if (!node->driver->HasGroup(shard)) {
+    // Not hosted here (the map put it elsewhere, or it moved away): point at a replica the
+    // map names; one that does not lead it redirects again to the leader it knows.
+    std::shared_ptr<const sharding::ClusterMap> map = node->cluster_map ? node->cluster_map() : nullptr;
+    const sharding::ShardInfo* info = nullptr;
+    if (map) {
+      auto it = map->shards.find(shard);
+      if (it != map->shards.end() && !it->second.voters.empty()) info = &it->second;
+    }
+    if (info) {
+      replication::NodeId hint = info->leader_hint;
+      if (hint == replication::kNoNode) {
+        hint = info->voters[node->next_hint.fetch_add(1, std::memory_order_relaxed) % info->voters.size()];
+      }
+      address = node->AddressOf(hint);
+    }
+    s = Status::NotLeader("shard " + std::to_string(shard) + " has no replica on this node" +
+                          (address.empty() ? "" : "; try " + address));
+  } else if (leader == ReplicaId(*node->config)) {
     s = Status::Unavailable("shard " + std::to_string(shard) + ": leader is confirming its read lease; retry");
   } else {
     s = Status::NotLeader("shard " + std::to_string(shard) + ": this node is not the leader" +
@@ -118,8 +145,6 @@ void KvService::HandleNodeStatus(pb::Response* resp) {
   ns->set_disk_bytes(health.live_bytes);
   ns->set_disk_ok(health.ok);
   ns->set_disk_error(health.error);
-  std::vector<std::string> replicas;
-  for (uint64_t id = 1; id <= std::max<size_t>(1, c.peers.size()); ++id) replicas.push_back(ReplicaAddress(c, id));
   for (const auto& g : node_->driver->Groups()) {
     if (g.group >= node_->shards.count()) continue;  // the metadata log, not a shard
     auto* sh = ns->add_shards();
@@ -130,7 +155,8 @@ void KvService::HandleNodeStatus(pb::Response* resp) {
     sh->set_commit_index(g.commit);
     sh->set_applied_index(g.applied);
     sh->set_last_index(g.last_index);
-    for (const auto& r : replicas) sh->add_replicas(r);
+    for (uint64_t v : g.conf.voters) sh->add_replicas(node_->AddressOf(v));
+    for (uint64_t l : g.conf.learners) sh->add_replicas(node_->AddressOf(l) + " (learner)");
   }
   if (node_->cluster_map) {
     auto map = node_->cluster_map();
@@ -242,6 +268,12 @@ bool KvService::Handle(const pb::Request& req, pb::Response* resp, const Later& 
     case pb::Request::kNodeStatus:
       HandleNodeStatus(resp);
       return true;
+    case pb::Request::kClusterAdmin:
+      if (!node_->cluster_admin) {
+        Fail(Status::InvalidArgument("this node does not manage a cluster map"), m, resp);
+        return true;
+      }
+      return node_->cluster_admin(req, resp, later);
     case pb::Request::kPut:
       s = CheckKeyValue(req.put().key(), req.put().value());
       keys.push_back(req.put().key());
@@ -303,6 +335,10 @@ bool KvService::Handle(const pb::Request& req, pb::Response* resp, const Later& 
     Fail(Status::InvalidArgument("write of " + std::to_string(command.size()) + " bytes exceeds the " +
                                  std::to_string(kMaxCommandBytes) + "-byte replicated write limit; split the batch"),
          m, resp);
+    return true;
+  }
+  if (!node_->driver->HasGroup(sid)) {
+    Redirect(node_, sid, resp);
     return true;
   }
   NodeContext* node = node_;

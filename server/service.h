@@ -12,6 +12,7 @@
 // on the driver thread.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -32,6 +33,7 @@ struct ClusterMap;
 namespace ring::pb {
 class Request;
 class Response;
+class NodeReport;
 }  // namespace ring::pb
 
 namespace ring::server {
@@ -52,6 +54,15 @@ struct NodeContext {
   std::function<void(uint64_t from_node, std::vector<replication::GroupMessage> msgs)> on_peer_messages;
   // The cluster map this node last applied (null function: the node holds none).
   std::function<std::shared_ptr<const sharding::ClusterMap>()> cluster_map;
+  // A peer's periodic report (I/O thread; see server/cluster_manager.h).
+  std::function<void(uint64_t from_node, const pb::NodeReport& report)> on_peer_report;
+  // Operator changes to the map: answered now (true) or later through `later` (false).
+  std::function<bool(const pb::Request& req, pb::Response* resp, const std::function<void(pb::Response&&)>& later)>
+      cluster_admin;
+  // The HOST:PORT of replica `id`, from the map (or the static peer list).
+  std::string AddressOf(uint64_t id) const;
+  // Rotates redirect hints over a shard's replicas when its leader is unknown here.
+  mutable std::atomic<uint64_t> next_hint{0};
 };
 
 class KvService {

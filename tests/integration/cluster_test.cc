@@ -139,7 +139,8 @@ TEST_CASE("every node serves the same cluster map from the replicated metadata l
   while (!all && std::chrono::steady_clock::now() < deadline) {
     all = true;
     for (size_t i = 0; i < c.addresses.size(); ++i) {
-      all = all && client->NodeStatus(c.addresses[i], &infos[i]).ok() && infos[i].cluster_map.version >= 1;
+      all = all && client->NodeStatus(c.addresses[i], &infos[i]).ok() && infos[i].cluster_map.version >= 1 &&
+            infos[i].shards.size() == 8;
     }
     if (!all) std::this_thread::sleep_for(50ms);
   }
@@ -180,6 +181,104 @@ TEST_CASE("every node serves the same cluster map from the replicated metadata l
   }
   CHECK(after.cluster_map.cluster_id == id);
   CHECK(after.cluster_map.version == version);
+}
+
+// How many replica slots (voters and learners) of the map are on `node`.
+size_t ReplicasOn(const ClusterMapInfo& map, uint64_t node) {
+  size_t n = 0;
+  for (const auto& sh : map.shards) {
+    n += std::count(sh.voters.begin(), sh.voters.end(), node) + std::count(sh.learners.begin(), sh.learners.end(), node);
+  }
+  return n;
+}
+
+TEST_CASE("a fourth node gets its share of replicas, then drains and is removed under writes", "[integration][cluster]") {
+  Cluster c(4);
+  auto client = c.Connect(20s);
+  // The map starts with every shard on nodes 1-3; the controller moves a fair share onto
+  // node 4 (learner, catch-up, promotion, removal of the replaced replica).
+  auto map_now = [&](ClusterMapInfo* out) {
+    NodeInfo info;
+    if (!client->NodeStatus("", &info).ok() || info.cluster_map.version == 0) return false;
+    *out = info.cluster_map;
+    return true;
+  };
+  ClusterMapInfo map;
+  auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (std::chrono::steady_clock::now() < deadline && !(map_now(&map) && ReplicasOn(map, 4) >= 4)) {
+    std::this_thread::sleep_for(100ms);
+  }
+  REQUIRE(ReplicasOn(map, 4) >= 4);  // 8 shards x 3 replicas / 4 nodes = 6, within the floor
+
+  std::mutex mu;
+  std::map<std::string, std::string> acked;
+  std::atomic<bool> stop{false};
+  std::atomic<int> errors{0};
+  std::string first_error;
+  std::vector<std::thread> writers;
+  for (int t = 0; t < 3; ++t) {
+    writers.emplace_back([&, t] {
+      for (int i = 0; !stop.load() && i < 100000; ++i) {
+        std::string k = "w" + std::to_string(t) + "-" + std::to_string(i % 500);  // overwrites too
+        std::string v = "v" + std::to_string(i);
+        Status s = client->Put(k, v);
+        std::lock_guard lock(mu);
+        if (s.ok()) acked[k] = v;
+        else if (errors++ == 0) first_error = s.ToString();
+      }
+    });
+  }
+  std::this_thread::sleep_for(500ms);
+  // Bad requests are refused with reasons: an unknown node, removing a node with replicas.
+  Status unknown = client->ChangeMember(99, Client::MemberChange::kDrain);
+  CHECK(unknown.IsInvalidArgument());
+  CHECK(unknown.message().find("not a member") != std::string::npos);
+  Status busy = client->ChangeMember(4, Client::MemberChange::kRemove);
+  CHECK(busy.IsInvalidArgument());
+  CHECK(busy.message().find("drain it first") != std::string::npos);
+
+  uint64_t version = 0;
+  REQUIRE(client->ChangeMember(4, Client::MemberChange::kDrain, &version).ok());
+  CHECK(version > map.version);
+  CHECK(client->ChangeMember(4, Client::MemberChange::kDrain).ok());  // idempotent
+  size_t min_voters = 3;
+  deadline = std::chrono::steady_clock::now() + 60s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (map_now(&map)) {
+      for (const auto& sh : map.shards) min_voters = std::min(min_voters, sh.voters.size());
+      if (ReplicasOn(map, 4) == 0) break;
+    }
+    std::this_thread::sleep_for(100ms);
+  }
+  CHECK(ReplicasOn(map, 4) == 0);
+  CHECK(min_voters >= 3);  // a move adds before it removes: never below the replication factor
+  std::this_thread::sleep_for(300ms);
+  stop = true;
+  for (auto& w : writers) w.join();
+  INFO("first error: " << first_error);
+  CHECK(errors.load() == 0);
+  CHECK(acked.size() > 100);
+  size_t bad = 0;
+  for (auto& [k, v] : acked) {
+    std::string got;
+    if (!client->Get(k, &got).ok() || got != v) ++bad;
+  }
+  CHECK(bad == 0);
+
+  // Node 4 let go of its replicas and their data, then is retired.
+  deadline = std::chrono::steady_clock::now() + 20s;
+  NodeInfo four;
+  while (std::chrono::steady_clock::now() < deadline &&
+         !(client->NodeStatus(c.addresses[3], &four).ok() && four.shards.empty())) {
+    std::this_thread::sleep_for(100ms);
+  }
+  CHECK(four.shards.empty());
+  REQUIRE(client->ChangeMember(4, Client::MemberChange::kRemove).ok());
+  REQUIRE(map_now(&map));
+  CHECK(map.members[3].state == "removed");
+  // The cluster goes on without it.
+  c.nodes[3]->Kill9();
+  REQUIRE(client->Put("after-remove", "x").ok());
 }
 
 TEST_CASE("kill -9 of a shard leader under write load loses no acknowledged write", "[integration][fault][cluster]") {

@@ -144,6 +144,16 @@ class Client {
   // Describes the node at `endpoint` ("HOST:PORT"), or the first seed if empty.
   Status NodeStatus(std::string_view endpoint, NodeInfo* info, const CallOptions& call = {});
 
+  // Operator changes to a member of the cluster map, made by the metadata leader (any
+  // seed redirects there). kDrain: move every replica off the node (the controller does
+  // it in the background; watch the map); kUndrain: make it a placement target again;
+  // kRemove: retire it for good, which is refused (InvalidArgument) while it still holds
+  // replicas. Idempotent: asking for the state the node is already in is OK.
+  // *map_version (optional) is the map's version once the change is applied.
+  enum class MemberChange { kDrain, kUndrain, kRemove };
+  Status ChangeMember(uint64_t node_id, MemberChange change, uint64_t* map_version = nullptr,
+                      const CallOptions& call = {});
+
   // Asynchronous variants: same contracts; the callback gets the Status and the result.
   using StatusCallback = std::function<void(Status)>;
   void GetAsync(std::string_view key, std::function<void(Status, std::string)> done,

@@ -1,0 +1,377 @@
+#include "server/cluster_manager.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <random>
+
+#include "proto/ring.pb.h"
+#include "proto/wire.h"
+#include "server/peer_transport.h"
+#include "server/replicated_kv.h"
+
+namespace ring::server {
+
+using replication::ConfChange;
+using replication::ConfChangeType;
+using replication::GroupStatus;
+using replication::NodeId;
+using replication::Role;
+using sharding::ClusterMap;
+using sharding::kMetaGroup;
+using sharding::MapChange;
+
+namespace {
+
+bool Contains(const std::vector<NodeId>& v, NodeId x) { return std::find(v.begin(), v.end(), x) != v.end(); }
+
+std::string Ids(const std::vector<NodeId>& v) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
+  return s + "]";
+}
+
+// The next single-server step that moves a shard's Raft configuration toward the map's
+// replica set: learners first, then promotions, then removals (so a step never lowers
+// the number of voters before the replacement is one).
+std::optional<ConfChange> NextConfStep(const replication::ConfState& conf, const sharding::ShardInfo& want) {
+  for (NodeId l : want.learners) {
+    if (!conf.IsMember(l)) return ConfChange{ConfChangeType::kAddLearner, l};
+  }
+  for (NodeId v : want.voters) {
+    if (conf.IsLearner(v)) return ConfChange{ConfChangeType::kAddVoter, v};
+    if (!conf.IsMember(v)) return ConfChange{ConfChangeType::kAddLearner, v};  // catch up before voting
+  }
+  for (const auto* list : {&conf.learners, &conf.voters}) {
+    for (NodeId n : *list) {
+      if (!Contains(want.voters, n) && !Contains(want.learners, n)) return ConfChange{ConfChangeType::kRemoveNode, n};
+    }
+  }
+  // A voter that should only learn (a draining metadata voter) cannot be demoted in one
+  // step: remove it; the first loop adds it back as a learner.
+  for (NodeId n : conf.voters) {
+    if (Contains(want.learners, n)) return ConfChange{ConfChangeType::kRemoveNode, n};
+  }
+  return std::nullopt;
+}
+
+const char* ConfChangeName(ConfChangeType t) {
+  switch (t) {
+    case ConfChangeType::kAddVoter: return "promote";
+    case ConfChangeType::kAddLearner: return "add learner";
+    case ConfChangeType::kRemoveNode: return "remove";
+  }
+  return "?";
+}
+
+}  // namespace
+
+ClusterManager::ClusterManager(asio::io_context& io, const Config& config, replication::Driver* driver,
+                               sharding::MetaStateMachine* meta, ReplicatedKv* kv, PeerTransport* transport,
+                               storage::Engine* engine, ClusterManagerOptions options)
+    : io_(io),
+      config_(config),
+      driver_(driver),
+      meta_(meta),
+      kv_(kv),
+      transport_(transport),
+      engine_(engine),
+      options_(std::move(options)),
+      self_(ReplicaId(config)),
+      timer_(io) {}
+
+ClusterManager::~ClusterManager() { *alive_ = false; }
+
+std::vector<NodeId> ClusterManager::MetaVoters(const Config& config) {
+  std::vector<NodeId> voters;
+  const uint64_t n = config.peers.empty() ? 1 : config.peers.size();
+  for (NodeId id = 1; id <= std::min<uint64_t>(n, sharding::kMaxMetaVoters); ++id) voters.push_back(id);
+  return voters;
+}
+
+sharding::ShardInfo ClusterManager::MetaReplicas(const ClusterMap& map) {
+  sharding::ShardInfo want;
+  for (const auto& [id, m] : map.members) {
+    const bool eligible = m.state == sharding::MemberState::kUp || m.state == sharding::MemberState::kDown;
+    if (eligible && want.voters.size() < sharding::kMaxMetaVoters) want.voters.push_back(id);
+    else if (m.state != sharding::MemberState::kRemoved) want.learners.push_back(id);
+  }
+  return want;
+}
+
+std::string ClusterManager::AddressOf(NodeId id) const {
+  auto map = meta_->Map();
+  if (const sharding::Member* m = map->FindMember(id)) return m->address;
+  return ReplicaAddress(config_, id);
+}
+
+void ClusterManager::Start() {
+  if (started_) return;
+  started_ = true;
+  Schedule();
+}
+
+void ClusterManager::Schedule() {
+  timer_.expires_after(options_.interval);
+  timer_.async_wait([this, alive = alive_](asio::error_code ec) {
+    if (ec || !*alive) return;
+    Tick();
+    Schedule();
+  });
+}
+
+void ClusterManager::Stop() {
+  *alive_ = false;
+  timer_.cancel();
+}
+
+void ClusterManager::Post(std::function<void()> fn) {
+  asio::post(io_, [alive = alive_, fn = std::move(fn)] {
+    if (*alive) fn();
+  });
+}
+
+void ClusterManager::Tick() {
+  ++ticks_;
+  auto map = meta_->Map();
+  const bool leader = driver_->LeaderOf(kMetaGroup) == self_;
+  if (leader && !meta_leader_) leader_since_ = Clock::now();
+  meta_leader_ = leader;
+  if (!map->initialized()) {
+    if (leader) InitStaticMap(*map);
+    return;
+  }
+  auto groups = driver_->Groups();
+  SyncGroups(*map, groups);
+  Reconcile(*map, groups);
+  if (ticks_ % options_.report_every == 0) Report(groups);
+  if (leader && ticks_ % options_.control_every == 0) Control(*map);
+}
+
+void ClusterManager::InitStaticMap(const ClusterMap& map) {
+  if (init_in_flight_ || init_refused_) return;
+  const uint64_t n = config_.peers.empty() ? 1 : config_.peers.size();
+  MapChange init;
+  init.kind = MapChange::Kind::kInit;
+  std::random_device rd;
+  init.cluster_id = (uint64_t{rd()} << 32 | rd()) | 1;
+  init.shard_count = config_.shard_count;
+  init.replication_factor = static_cast<uint32_t>(std::min<uint64_t>(config_.replication_factor, n));
+  for (NodeId id = 1; id <= n; ++id) {
+    init.members.push_back(sharding::Member{id, ReplicaAddress(config_, id), sharding::MemberState::kUp, 1.0});
+  }
+  // Propose only what the map would accept: a refused entry would be refused forever.
+  if (auto checked = sharding::Apply(map, init); !checked.ok()) {
+    spdlog::error("cannot initialise the cluster map: {}", checked.status().ToString());
+    init_refused_ = true;
+    return;
+  }
+  init_in_flight_ = true;
+  driver_->Propose(kMetaGroup, sharding::EncodeChange(init), [this](Status s, std::any r) {
+    if (s.ok() && r.has_value()) s = std::any_cast<sharding::MetaResult>(r).status;
+    Post([this, s] {
+      init_in_flight_ = false;
+      if (s.ok()) spdlog::info("cluster map initialised: {} shards", config_.shard_count);
+      else spdlog::info("cluster map init not applied ({}); will retry", s.ToString());
+    });
+  });
+}
+
+void ClusterManager::SyncGroups(const ClusterMap& map, const std::vector<GroupStatus>& groups) {
+  // Host every shard the map gives this node.
+  for (const auto& [id, shard] : map.shards) {
+    if (!Contains(shard.voters, self_) && !Contains(shard.learners, self_)) continue;
+    unlisted_since_.erase(id);
+    if (driver_->HasGroup(id) || adding_.count(id) || removing_.count(id)) continue;
+    adding_.insert(id);
+    // The founders of a shard (epoch 1: its replicas never changed) bootstrap its
+    // configuration; anyone later starts empty and learns it from the leader.
+    std::vector<NodeId> founders = shard.epoch == 1 ? shard.voters : std::vector<NodeId>{};
+    driver_->AddGroup(replication::GroupSpec{id, kv_, founders}, [this, id](Status s) {
+      Post([this, id, s] {
+        adding_.erase(id);
+        if (!s.ok()) spdlog::error("shard {}: cannot host it: {}", id, s.ToString());
+        else spdlog::debug("shard {}: hosting a replica", id);
+      });
+    });
+  }
+  // Drop the replicas the map no longer lists, once Raft has let go of them too.
+  const auto now = Clock::now();
+  for (const GroupStatus& g : groups) {
+    if (g.group == kMetaGroup || removing_.count(g.group) || adding_.count(g.group)) continue;
+    auto it = map.shards.find(static_cast<ShardId>(g.group));
+    if (it != map.shards.end() && (Contains(it->second.voters, self_) || Contains(it->second.learners, self_))) continue;
+    auto [since, fresh] = unlisted_since_.emplace(g.group, now);
+    if (g.role == Role::kLeader) continue;  // it removes itself from the configuration first
+    if (g.conf.IsMember(self_) && now - since->second < options_.remove_grace) continue;
+    removing_.insert(g.group);
+    const uint64_t id = g.group;
+    driver_->RemoveGroup(id, [this, id](Status s) {
+      // Driver thread: the group is gone, so nothing applies to its range any more.
+      if (s.ok()) {
+        storage::WriteBatch batch;
+        kv_->Drop(id, &batch);
+        s = engine_->Write(batch, false).WithContext("deleting the data of shard " + std::to_string(id));
+      }
+      Post([this, id, s] {
+        removing_.erase(id);
+        unlisted_since_.erase(id);
+        if (s.ok()) spdlog::info("shard {}: replica removed from this node and its data deleted", id);
+        else spdlog::error("shard {}: removing its replica: {}", id, s.ToString());
+      });
+    });
+  }
+}
+
+void ClusterManager::Reconcile(const ClusterMap& map, const std::vector<GroupStatus>& groups) {
+  const sharding::ShardInfo meta_want = MetaReplicas(map);
+  for (const GroupStatus& g : groups) {
+    if (g.role != Role::kLeader || changing_.count(g.group)) continue;
+    const sharding::ShardInfo* want = &meta_want;
+    if (g.group != kMetaGroup) {
+      auto it = map.shards.find(static_cast<ShardId>(g.group));
+      if (it == map.shards.end()) continue;
+      want = &it->second;
+    } else if (want->voters.empty()) {
+      continue;  // nobody eligible: keep what there is
+    }
+    auto step = NextConfStep(g.conf, *want);
+    if (!step) continue;
+    const uint64_t id = g.group;
+    changing_.insert(id);
+    spdlog::info("{}: {} node {} (wanted: voters {} learners {})",
+                 id == kMetaGroup ? std::string("metadata log") : "shard " + std::to_string(id),
+                 ConfChangeName(step->type), step->node, Ids(want->voters), Ids(want->learners));
+    driver_->ProposeConfChange(id, *step, [this, id](Status s, std::any) {
+      Post([this, id, s] {
+        changing_.erase(id);
+        if (!s.ok()) spdlog::info("shard {}: configuration change not applied: {}", id, s.ToString());
+      });
+    });
+  }
+}
+
+void ClusterManager::Report(const std::vector<GroupStatus>& groups) {
+  pb::NodeReport report;
+  report.set_node(self_);
+  for (const GroupStatus& g : groups) {
+    if (g.group == kMetaGroup || g.role != Role::kLeader) continue;
+    auto* p = report.add_shards();
+    p->set_shard(static_cast<uint32_t>(g.group));
+    p->set_term(g.term);
+    p->set_commit(g.commit);
+    for (NodeId v : g.conf.voters) p->add_voters(v);
+    for (NodeId l : g.conf.learners) p->add_learners(l);
+    p->add_match_node(self_);
+    p->add_match_index(g.last_index);
+    for (const auto& peer : g.peers) {
+      p->add_match_node(peer.id);
+      p->add_match_index(peer.match);
+    }
+  }
+  // To the metadata leader, which every node knows: every member hosts the metadata log.
+  const NodeId leader = driver_->LeaderOf(kMetaGroup);
+  if (leader == self_) OnReport(self_, report);
+  else if (leader != replication::kNoNode) transport_->SendReport(leader, report.SerializeAsString());
+}
+
+void ClusterManager::OnReport(NodeId from, const pb::NodeReport& report) {
+  if (from == replication::kNoNode || report.node() != from) return;
+  reports_[from] = LastReport{Clock::now(), std::make_shared<const pb::NodeReport>(report)};
+}
+
+void ClusterManager::Control(const ClusterMap& map) {
+  if (controller_in_flight_ > 0) return;
+  const auto now = Clock::now();
+  sharding::ClusterView view;
+  std::map<ShardId, uint64_t> best_term;
+  for (const auto& [id, member] : map.members) {
+    auto it = reports_.find(id);
+    Clock::time_point heard = it == reports_.end() ? leader_since_ : std::max(it->second.at, leader_since_);
+    if (id == self_) heard = now;
+    view.silent_ms[id] = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(now - heard).count());
+    if (it == reports_.end()) continue;
+    for (const auto& p : it->second.report->shards()) {
+      auto [bt, fresh] = best_term.emplace(p.shard(), p.term());
+      if (!fresh && bt->second > p.term()) continue;  // a deposed leader's stale view
+      bt->second = p.term();
+      sharding::ClusterView::Progress progress;
+      progress.commit = p.commit();
+      for (int i = 0; i < p.match_node_size() && i < p.match_index_size(); ++i) {
+        progress.match[p.match_node(i)] = p.match_index(i);
+      }
+      view.shards[p.shard()] = std::move(progress);
+    }
+  }
+  sharding::PlanResult plan = sharding::Plan(map, view, options_.controller);
+  for (const MapChange& change : plan.changes) {
+    if (change.kind == MapChange::Kind::kSetReplicas) {
+      spdlog::info("controller: shard {} at epoch {} -> voters {} learners {}", change.shard, change.expected_epoch,
+                   Ids(change.voters), Ids(change.learners));
+    } else if (change.kind == MapChange::Kind::kSetMemberState) {
+      spdlog::info("controller: node {} -> {}", change.node, sharding::MemberStateName(change.state));
+    }
+    ++controller_in_flight_;
+    driver_->Propose(kMetaGroup, sharding::EncodeChange(change), [this](Status s, std::any r) {
+      if (s.ok() && r.has_value()) s = std::any_cast<sharding::MetaResult>(r).status;
+      Post([this, s] {
+        --controller_in_flight_;
+        if (!s.ok()) spdlog::info("controller: change not applied: {}", s.ToString());
+      });
+    });
+  }
+}
+
+bool ClusterManager::HandleAdmin(const pb::Request& req, pb::Response* resp,
+                                 const std::function<void(pb::Response&&)>& later) {
+  auto map = meta_->Map();
+  const auto& a = req.cluster_admin();
+  auto fail = [resp](const Status& s) {
+    SetResponseStatus(s, resp);
+    return true;
+  };
+  if (!map->initialized()) return fail(Status::Unavailable("the cluster map is not initialised yet; retry"));
+  NodeId leader = driver_->HasGroup(kMetaGroup) ? driver_->LeaderOf(kMetaGroup) : replication::kNoNode;
+  if (leader != self_) {
+    // Send the caller to the metadata leader, or at least to a metadata voter.
+    std::string address = leader == replication::kNoNode ? "" : AddressOf(leader);
+    fail(Status::NotLeader("cluster changes are made by the metadata leader" +
+                           (address.empty() ? std::string(", which is not known yet") : "; it is " + address)));
+    if (!address.empty()) resp->mutable_redirect()->set_leader(address);
+    return true;
+  }
+  MapChange change;
+  change.kind = MapChange::Kind::kSetMemberState;
+  change.node = a.node();
+  switch (a.op()) {
+    case pb::ClusterAdminRequest::DRAIN: change.state = sharding::MemberState::kDraining; break;
+    case pb::ClusterAdminRequest::UNDRAIN: change.state = sharding::MemberState::kUp; break;
+    case pb::ClusterAdminRequest::REMOVE: change.state = sharding::MemberState::kRemoved; break;
+    default: return fail(Status::InvalidArgument("unknown cluster admin operation " + std::to_string(a.op())));
+  }
+  const sharding::Member* member = map->FindMember(a.node());
+  if (!member) return fail(Status::InvalidArgument("node " + std::to_string(a.node()) + " is not a member"));
+  if (member->state == change.state) {  // already so: idempotent
+    resp->mutable_cluster_admin()->set_map_version(map->version);
+    return true;
+  }
+  if (auto checked = sharding::Apply(*map, change); !checked.ok()) return fail(checked.status());
+  const uint64_t id = req.id();
+  driver_->Propose(kMetaGroup, sharding::EncodeChange(change), [id, later](Status s, std::any r) {
+    pb::Response out;
+    out.set_id(id);
+    uint64_t version = 0;
+    if (s.ok() && r.has_value()) {
+      auto result = std::any_cast<sharding::MetaResult>(r);
+      s = result.status;
+      version = result.version;
+    }
+    if (s.ok()) out.mutable_cluster_admin()->set_map_version(version);
+    else SetResponseStatus(s, &out);
+    later(std::move(out));
+  });
+  return false;
+}
+
+}  // namespace ring::server

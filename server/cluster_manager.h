@@ -1,0 +1,134 @@
+// server/cluster_manager.h: ClusterManager, which makes a node act on the committed
+// cluster map. It is the thin I/O shell around sharding/: every decision it takes is
+// computed by the pure functions there (Apply, Plan); it only observes and proposes.
+//
+// Every `interval` on the I/O thread, each node:
+//   1. initialises the map once, if it leads the metadata log and the map is empty (the
+//      static cluster of --peers: every peer a member, the first RF of them founding every
+//      shard; the controller spreads replicas from there);
+//   2. hosts the shard groups the map gives it: a group is added when the map lists this
+//      node as a voter or learner (founders bootstrap at epoch 1; a later replica starts
+//      empty and learns everything from the leader), and removed, with its data, once the
+//      map has stopped listing it and its Raft configuration no longer includes it (or
+//      after remove_grace: a removed replica never hears of its own removal);
+//   3. as leader of a shard, moves the shard's Raft configuration toward the map's replica
+//      set one single-server step at a time: add learners, promote, then remove;
+//   4. reports to the metadata voters that it is alive, with the progress of every shard
+//      it leads (term, commit, configuration and each replica's match index);
+//   5. as metadata leader, runs the controller: from the map and the reports it builds
+//      a ClusterView (silence since the last report, counted from when it became
+//      leader, so a new leader gives everyone a full timeout), calls sharding::Plan, and
+//      proposes the changes. A move is thus: the map adds a learner (epoch+1), the shard's
+//      leader adds it to Raft, it catches up (snapshot + log), the reports show it, the map
+//      promotes it and drops the replica it replaces, the leader follows, the old node
+//      deletes the range. Every step is level-triggered from committed state, so a crash
+//      of any node at any step resumes (or the controller rolls the learner back).
+//
+// Operator changes (drain, undrain, remove) arrive as ClusterAdmin requests and are
+// proposed by the metadata leader; other nodes redirect to it.
+//
+// Thread-safety: everything runs on the I/O thread, except callbacks from the driver,
+// which only post back to it.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/asio.h"
+#include "replication/driver.h"
+#include "server/config.h"
+#include "sharding/cluster_map.h"
+#include "sharding/controller.h"
+#include "sharding/meta_state_machine.h"
+
+namespace ring::pb {
+class NodeReport;
+class Request;
+class Response;
+}  // namespace ring::pb
+
+namespace ring::server {
+
+class PeerTransport;
+class ReplicatedKv;
+
+struct ClusterManagerOptions {
+  std::chrono::milliseconds interval{100};
+  int report_every = 2;      // intervals between reports
+  int control_every = 3;     // intervals between controller rounds
+  std::chrono::milliseconds remove_grace{5000};
+  sharding::ControllerOptions controller;
+};
+
+class ClusterManager {
+ public:
+  ClusterManager(asio::io_context& io, const Config& config, replication::Driver* driver,
+                 sharding::MetaStateMachine* meta, ReplicatedKv* kv, PeerTransport* transport,
+                 storage::Engine* engine, ClusterManagerOptions options = {});
+  ~ClusterManager();
+
+  // Starts the periodic work (idempotent); Stop() cancels it for good. I/O thread (or
+  // before it runs).
+  void Start();
+  void Stop();
+
+  // The founding metadata voters of a static cluster: peers 1..5 (or this node alone).
+  static std::vector<replication::NodeId> MetaVoters(const Config& config);
+  // Who should hold the metadata log: the first kMaxMetaVoters members by id that are up
+  // or down (a down voter may come back; draining and removed ones hand over) as voters,
+  // every other member that is not removed as a learner, so every node learns the map.
+  static sharding::ShardInfo MetaReplicas(const sharding::ClusterMap& map);
+  // HOST:PORT of node `id`: from the map, else the static peer list.
+  std::string AddressOf(replication::NodeId id) const;
+
+  // A peer's report (I/O thread).
+  void OnReport(replication::NodeId from, const pb::NodeReport& report);
+  // A ClusterAdmin request: true if answered in *resp now, false if `later` will be.
+  bool HandleAdmin(const pb::Request& req, pb::Response* resp, const std::function<void(pb::Response&&)>& later);
+
+ private:
+  void Schedule();
+  void Tick();
+  void InitStaticMap(const sharding::ClusterMap& map);
+  void SyncGroups(const sharding::ClusterMap& map, const std::vector<replication::GroupStatus>& groups);
+  void Reconcile(const sharding::ClusterMap& map, const std::vector<replication::GroupStatus>& groups);
+  void Report(const std::vector<replication::GroupStatus>& groups);
+  void Control(const sharding::ClusterMap& map);
+  // Runs `fn` on the I/O thread unless stopped (for driver callbacks).
+  void Post(std::function<void()> fn);
+
+  using Clock = std::chrono::steady_clock;
+  asio::io_context& io_;
+  const Config& config_;
+  replication::Driver* const driver_;
+  sharding::MetaStateMachine* const meta_;
+  ReplicatedKv* const kv_;
+  PeerTransport* const transport_;
+  storage::Engine* const engine_;
+  const ClusterManagerOptions options_;
+  const replication::NodeId self_;
+  asio::steady_timer timer_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  uint64_t ticks_ = 0;
+  bool started_ = false;
+
+  bool init_in_flight_ = false;
+  bool init_refused_ = false;
+  std::set<uint64_t> adding_, removing_, changing_;  // groups with a driver call in flight
+  std::map<uint64_t, Clock::time_point> unlisted_since_;  // hosted groups the map dropped us from
+  struct LastReport {
+    Clock::time_point at;
+    std::shared_ptr<const pb::NodeReport> report;
+  };
+  std::map<replication::NodeId, LastReport> reports_;
+  bool meta_leader_ = false;
+  Clock::time_point leader_since_;
+  size_t controller_in_flight_ = 0;
+};
+
+}  // namespace ring::server
