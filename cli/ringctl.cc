@@ -587,7 +587,7 @@ int Main(int argc, char** argv) {
                                                              : "Retire node ID for good (it must hold no replicas)";
     CLI::App* sub = node->add_subcommand(verb, help);
     sub->fallthrough();
-    sub->add_option("ID", node_id, "The node's id (see `ringctl status`)")->required()->check(CLI::Range(uint64_t{1}, UINT64_MAX));
+    sub->add_option("ID", node_id, "The node's id (see `ringctl status`)")->required()->check(CLI::Range(uint64_t{1}, uint64_t{1} << 32));
     if (std::string_view(verb) == "drain") sub->add_flag("--wait", wait, "Wait (within --timeout-ms) until the node holds nothing");
     node_verbs.push_back(sub);
   }

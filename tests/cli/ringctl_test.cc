@@ -437,6 +437,12 @@ TEST_CASE("ringctl usage errors exit 64", "[integration][ringctl]") {
       {"playground", "--nodes", "10"},
       {"playground", "--sync-policy", "sometimes"},
       {"playground", "--base-port", "65535", "--nodes", "2"},
+      {"node"},
+      {"node", "drain"},
+      {"node", "drain", "four"},
+      {"node", "drain", "0"},
+      {"node", "remove", "-3"},
+      {"node", "evict", "2"},
   };
   for (const auto& args : bad) {
     std::vector<std::string> argv = {Bin("ringctl")};
@@ -555,6 +561,29 @@ TEST_CASE("ringctl status describes each node and marks an unreachable one down"
   auto mixed_human = Ctl(node.address() + ",127.0.0.1:1", {"--timeout-ms", "500", "status"});
   CHECK(mixed_human.exit_code == 69);
   CHECK(mixed_human.out.find("down") != std::string::npos);
+}
+
+TEST_CASE("ringctl node drain and remove explain what they refuse", "[integration][ringctl]") {
+  TempDir dir;
+  Ringd node(NodeIn(dir));
+  auto unknown = Ctl(node.address(), {"--json", "node", "drain", "7"});
+  INFO(Show(unknown));
+  CHECK(unknown.exit_code == 65);
+  Json o = ParseOneObject(unknown.out);
+  CHECK(o["code"].string == "InvalidArgument");
+  CHECK(o["error"].string.find("not a member") != std::string::npos);
+  // The only node holds every shard: removing it is refused, and nothing changes.
+  auto remove = Ctl(node.address(), {"node", "remove", "1"});
+  INFO(Show(remove));
+  CHECK(remove.exit_code == 65);
+  CHECK(remove.err.find("drain it first") != std::string::npos);
+  // Draining it is accepted, but with nowhere to go its replicas stay (a bounded wait says so).
+  auto drain = Ctl(node.address(), {"--timeout-ms", "1500", "node", "drain", "1", "--wait"});
+  INFO(Show(drain));
+  CHECK(drain.exit_code == 69);
+  CHECK(drain.err.find("still holds") != std::string::npos);
+  CHECK(Ctl(node.address(), {"node", "undrain", "1"}).exit_code == 0);
+  CHECK(Ctl(node.address(), {"put", "k", "v"}).exit_code == 0);
 }
 
 TEST_CASE("ringctl ping reports OK from a serving node", "[integration][ringctl]") {
