@@ -290,7 +290,7 @@ void Driver::Propose(uint64_t group, std::string data, ProposeDone done) {
   {
     std::lock_guard lock(mu_);
     if (!stopping_) {
-      proposals_.push_back(Proposal{group, std::move(data), std::move(done)});
+      proposals_.push_back(Proposal{group, std::move(data), std::move(done), std::nullopt});
       if (proposals_.size() == 1) cv_.notify_one();
       return;
     }

@@ -260,7 +260,6 @@ Result<std::string> ReplicatedKv::Snapshot(uint64_t group) {
 }
 
 Status ReplicatedKv::Restore(uint64_t group, std::string_view image, storage::WriteBatch* batch) {
-  auto shard = static_cast<ShardId>(group);
   size_t pos = 0;
   uint64_t count = 0;
   const std::string bad = "shard " + std::to_string(group) + ": snapshot image is malformed";
