@@ -225,8 +225,27 @@ void ClusterManager::SyncGroups(const ClusterMap& map, const std::vector<GroupSt
 
 void ClusterManager::Reconcile(const ClusterMap& map, const std::vector<GroupStatus>& groups) {
   const sharding::ShardInfo meta_want = MetaReplicas(map);
+  const sharding::Member* me = map.FindMember(self_);
+  const bool leaving = me && (me->state == sharding::MemberState::kDraining || me->state == sharding::MemberState::kRemoved);
+  const auto now = Clock::now();
   for (const GroupStatus& g : groups) {
-    if (g.role != Role::kLeader || changing_.count(g.group)) continue;
+    if (g.role != Role::kLeader) continue;
+    // A draining node hands its leaderships to an active voter first, so clients stop
+    // coming here before its replicas go (at most one attempt per group per second).
+    if (leaving && g.conf.voters.size() > 1) {
+      auto& last = last_transfer_[g.group];
+      if (now - last >= std::chrono::seconds(1)) {
+        for (const auto& peer : g.peers) {
+          if (peer.learner || !peer.recent_active || !g.conf.IsVoter(peer.id)) continue;
+          spdlog::info("{}: handing leadership to node {} (this node is draining)",
+                       g.group == kMetaGroup ? std::string("metadata log") : "shard " + std::to_string(g.group), peer.id);
+          driver_->TransferLeadership(g.group, peer.id);
+          last = now;
+          break;
+        }
+      }
+    }
+    if (changing_.count(g.group)) continue;
     const sharding::ShardInfo* want = &meta_want;
     if (g.group != kMetaGroup) {
       auto it = map.shards.find(static_cast<ShardId>(g.group));

@@ -12,7 +12,8 @@
 //      map has stopped listing it and its Raft configuration no longer includes it (or
 //      after remove_grace: a removed replica never hears of its own removal);
 //   3. as leader of a shard, moves the shard's Raft configuration toward the map's replica
-//      set one single-server step at a time: add learners, promote, then remove;
+//      set one single-server step at a time: add learners, promote, then remove; and on a
+//      draining node, hands its leaderships (shards and metadata log) to active voters;
 //   4. reports to the metadata voters that it is alive, with the progress of every shard
 //      it leads (term, commit, configuration and each replica's match index);
 //   5. as metadata leader, runs the controller: from the map and the reports it builds
@@ -121,6 +122,7 @@ class ClusterManager {
   bool init_refused_ = false;
   std::set<uint64_t> adding_, removing_, changing_;  // groups with a driver call in flight
   std::map<uint64_t, Clock::time_point> unlisted_since_;  // hosted groups the map dropped us from
+  std::map<uint64_t, Clock::time_point> last_transfer_;   // leadership handed away while draining
   struct LastReport {
     Clock::time_point at;
     std::shared_ptr<const pb::NodeReport> report;

@@ -241,6 +241,17 @@ TEST_CASE("a fourth node gets its share of replicas, then drains and is removed 
   REQUIRE(client->ChangeMember(4, Client::MemberChange::kDrain, &version).ok());
   CHECK(version > map.version);
   CHECK(client->ChangeMember(4, Client::MemberChange::kDrain).ok());  // idempotent
+  // Its leaderships go first, well before its replicas have all moved.
+  auto leads_on_four = [&] {
+    NodeInfo info;
+    if (!client->NodeStatus(c.addresses[3], &info).ok()) return size_t{99};
+    size_t n = 0;
+    for (const auto& sh : info.shards) n += sh.role == "leader";
+    return n;
+  };
+  deadline = std::chrono::steady_clock::now() + 10s;
+  while (std::chrono::steady_clock::now() < deadline && leads_on_four() != 0) std::this_thread::sleep_for(50ms);
+  CHECK(leads_on_four() == 0);
   size_t min_voters = 3;
   deadline = std::chrono::steady_clock::now() + 60s;
   while (std::chrono::steady_clock::now() < deadline) {
