@@ -380,8 +380,8 @@ class Commands {
       w.Key("map_version").Uint(version).EndObject();
       EmitJson(w);
     } else {
-      EmitLine("OK: node " + std::to_string(id) + " " + verb + (verb == "drain" && wait ? "ed" : verb == "remove" ? "d" : "") +
-               " (map version " + std::to_string(version) + ")");
+      const std::string done = verb == "remove" ? "removed" : verb == "drain" && wait ? "drained" : verb;
+      EmitLine("OK: node " + std::to_string(id) + " " + done + " (map version " + std::to_string(version) + ")");
     }
     return kExitOk;
   }

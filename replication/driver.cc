@@ -283,35 +283,27 @@ void Driver::Deliver(std::vector<GroupMessage> msgs) {
 }
 
 void Driver::Propose(uint64_t group, std::string data, ProposeDone done) {
-  if (!HasGroup(group)) {
-    done(Status::InvalidArgument("no replication group " + std::to_string(group)), {});
-    return;
-  }
-  {
-    std::lock_guard lock(mu_);
-    if (!stopping_) {
-      proposals_.push_back(Proposal{group, std::move(data), std::move(done), std::nullopt});
-      if (proposals_.size() == 1) cv_.notify_one();
-      return;
-    }
-  }
-  done(Status::Unavailable("node is shutting down"), {});
+  Enqueue(Proposal{group, std::move(data), std::move(done), std::nullopt});
 }
 
 void Driver::ProposeConfChange(uint64_t group, ConfChange change, ProposeDone done) {
-  if (!HasGroup(group)) {
-    done(Status::InvalidArgument("no replication group " + std::to_string(group)), {});
+  Enqueue(Proposal{group, {}, std::move(done), change});
+}
+
+void Driver::Enqueue(Proposal p) {
+  if (!HasGroup(p.group)) {
+    p.done(Status::InvalidArgument("no replication group " + std::to_string(p.group)), {});
     return;
   }
   {
     std::lock_guard lock(mu_);
     if (!stopping_) {
-      proposals_.push_back(Proposal{group, {}, std::move(done), change});
+      proposals_.push_back(std::move(p));
       if (proposals_.size() == 1) cv_.notify_one();
       return;
     }
   }
-  done(Status::Unavailable("node is shutting down"), {});
+  p.done(Status::Unavailable("node is shutting down"), {});
 }
 
 void Driver::ReadIndex(uint64_t group, std::function<void(Status)> done) {

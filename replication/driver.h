@@ -207,6 +207,8 @@ class Driver {
   };
   Driver(const DriverOptions& options, storage::Engine* engine, Transport* transport, StateMachine* sm);
   void Loop();
+  // Queues a proposal for the driver thread (or fails it: group not hosted, stopping).
+  void Enqueue(Proposal p);
   void Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* proposals, int ticks);
   void StartReads(std::vector<std::pair<uint64_t, std::function<void(Status)>>>* reads);
   void PublishLeases(std::chrono::steady_clock::time_point tick_time);

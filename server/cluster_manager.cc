@@ -9,6 +9,7 @@
 #include "proto/wire.h"
 #include "server/peer_transport.h"
 #include "server/replicated_kv.h"
+#include "server/service.h"
 
 namespace ring::server {
 
@@ -99,11 +100,7 @@ sharding::ShardInfo ClusterManager::MetaReplicas(const ClusterMap& map) {
   return want;
 }
 
-std::string ClusterManager::AddressOf(NodeId id) const {
-  auto map = meta_->Map();
-  if (const sharding::Member* m = map->FindMember(id)) return m->address;
-  return ReplicaAddress(config_, id);
-}
+std::string ClusterManager::AddressOf(NodeId id) const { return MemberAddress(meta_->Map().get(), config_, id); }
 
 void ClusterManager::Start() {
   if (started_) return;

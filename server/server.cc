@@ -3,7 +3,6 @@
 #include <spdlog/spdlog.h>
 
 #include "common/asio.h"
-#include <atomic>
 #include <future>
 #include <map>
 #include <random>

@@ -84,12 +84,14 @@ Result<ShardId> KvService::SingleShard(const std::vector<std::string_view>& keys
   return first;
 }
 
+std::string MemberAddress(const sharding::ClusterMap* map, const Config& config, uint64_t id) {
+  if (const sharding::Member* m = map ? map->FindMember(id) : nullptr) return m->address;
+  return ReplicaAddress(config, id);
+}
+
 std::string NodeContext::AddressOf(uint64_t id) const {
-  if (cluster_map) {
-    auto map = cluster_map();
-    if (const sharding::Member* m = map ? map->FindMember(id) : nullptr) return m->address;
-  }
-  return ReplicaAddress(*config, id);
+  auto map = cluster_map ? cluster_map() : nullptr;
+  return MemberAddress(map.get(), *config, id);
 }
 
 void KvService::Redirect(NodeContext* node, ShardId shard, pb::Response* resp) {
@@ -145,23 +147,21 @@ void KvService::HandleNodeStatus(pb::Response* resp) {
   ns->set_disk_bytes(health.live_bytes);
   ns->set_disk_ok(health.ok);
   ns->set_disk_error(health.error);
+  std::shared_ptr<const sharding::ClusterMap> map = node_->cluster_map ? node_->cluster_map() : nullptr;
   for (const auto& g : node_->driver->Groups()) {
     if (g.group >= node_->shards.count()) continue;  // the metadata log, not a shard
     auto* sh = ns->add_shards();
     sh->set_shard(static_cast<uint32_t>(g.group));
-    if (g.leader != replication::kNoNode) sh->set_leader(ReplicaAddress(c, g.leader));
+    if (g.leader != replication::kNoNode) sh->set_leader(MemberAddress(map.get(), c, g.leader));
     sh->set_role(replication::RoleName(g.role));
     sh->set_term(g.term);
     sh->set_commit_index(g.commit);
     sh->set_applied_index(g.applied);
     sh->set_last_index(g.last_index);
-    for (uint64_t v : g.conf.voters) sh->add_replicas(node_->AddressOf(v));
-    for (uint64_t l : g.conf.learners) sh->add_replicas(node_->AddressOf(l) + " (learner)");
+    for (uint64_t v : g.conf.voters) sh->add_replicas(MemberAddress(map.get(), c, v));
+    for (uint64_t l : g.conf.learners) sh->add_replicas(MemberAddress(map.get(), c, l) + " (learner)");
   }
-  if (node_->cluster_map) {
-    auto map = node_->cluster_map();
-    if (map && map->initialized()) ns->mutable_cluster_map()->ParseFromString(sharding::EncodeMap(*map));
-  }
+  if (map && map->initialized()) sharding::MapToProto(*map, ns->mutable_cluster_map());
 }
 
 bool KvService::Handle(const pb::Request& req, pb::Response* resp, const Later& later) {

@@ -39,6 +39,9 @@ class NodeReport;
 namespace ring::server {
 
 // Everything a request handler may use. Owned by Server; outlives every connection.
+// HOST:PORT of node `id`: its address in `map` (may be null), else the static peer list.
+std::string MemberAddress(const sharding::ClusterMap* map, const Config& config, uint64_t id);
+
 struct NodeContext {
   const Config* config = nullptr;
   storage::Engine* engine = nullptr;

@@ -265,6 +265,12 @@ bool ParseBounded(std::string_view bytes, google::protobuf::MessageLite* msg) {
 
 std::string EncodeMap(const ClusterMap& map) {
   pb::ClusterMap p;
+  MapToProto(map, &p);
+  return p.SerializeAsString();
+}
+
+void MapToProto(const ClusterMap& map, pb::ClusterMap* out_map) {
+  pb::ClusterMap& p = *out_map;
   p.set_cluster_id(map.cluster_id);
   p.set_version(map.version);
   p.set_replication_factor(map.replication_factor);
@@ -280,7 +286,6 @@ std::string EncodeMap(const ClusterMap& map) {
     out->set_epoch(s.epoch);
     out->set_leader_hint(s.leader_hint);
   }
-  return p.SerializeAsString();
 }
 
 Result<ClusterMap> DecodeMap(std::string_view bytes) {

@@ -32,6 +32,10 @@
 #include "common/status.h"
 #include "replication/types.h"
 
+namespace ring::pb {
+class ClusterMap;
+}
+
 namespace ring::sharding {
 
 using replication::NodeId;
@@ -119,6 +123,8 @@ Result<ClusterMap> Apply(const ClusterMap& map, const MapChange& change);
 // Wire encodings (Protobuf). Decode validates: a map that breaks an invariant, or a
 // change that is malformed, is Corruption, never a crash.
 std::string EncodeMap(const ClusterMap& map);
+// The map as its Protobuf message (what EncodeMap serializes), e.g. to embed in a reply.
+void MapToProto(const ClusterMap& map, pb::ClusterMap* out);
 Result<ClusterMap> DecodeMap(std::string_view bytes);
 std::string EncodeChange(const MapChange& change);
 Result<MapChange> DecodeChange(std::string_view bytes);

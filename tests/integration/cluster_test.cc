@@ -9,6 +9,7 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <cstdlib>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -93,6 +94,48 @@ std::string KeyIn(uint32_t shard, int n) {
     if (ranges.ShardOfKey(k) == shard) return k;
   }
 }
+
+// Writer threads that Put until stopped (or a bounded number of times), remembering the
+// last acknowledged value of every key. Joined on destruction, even when a test fails.
+struct WriteLoad {
+  WriteLoad(Client* client, int threads, std::function<std::string(int thread, int i)> key) : client(client) {
+    for (int t = 0; t < threads; ++t) {
+      writers.emplace_back([this, t, key] {
+        for (int i = 0; !stop.load() && i < 100000; ++i) {
+          std::string k = key(t, i);
+          std::string v = "v" + std::to_string(i);
+          Status s = this->client->Put(k, v);
+          std::lock_guard lock(mu);
+          if (s.ok()) acked[k] = v;
+          else if (errors++ == 0) first_error = s.ToString();
+        }
+      });
+    }
+  }
+  ~WriteLoad() { Stop(); }
+  void Stop() {
+    stop = true;
+    for (auto& w : writers) {
+      if (w.joinable()) w.join();
+    }
+  }
+  // How many acknowledged keys do not read back with their acknowledged value (after Stop).
+  size_t Unreadable() const {
+    size_t bad = 0;
+    for (const auto& [k, v] : acked) {
+      std::string got;
+      if (!client->Get(k, &got).ok() || got != v) ++bad;
+    }
+    return bad;
+  }
+  Client* client;
+  std::mutex mu;
+  std::map<std::string, std::string> acked;
+  std::atomic<bool> stop{false};
+  std::atomic<int> errors{0};
+  std::string first_error;
+  std::vector<std::thread> writers;
+};
 
 TEST_CASE("a three-node cluster replicates every write and serves from any seed", "[integration][cluster]") {
   Cluster c;
@@ -210,24 +253,8 @@ TEST_CASE("a fourth node gets its share of replicas, then drains and is removed 
   }
   REQUIRE(ReplicasOn(map, 4) >= 4);  // 8 shards x 3 replicas / 4 nodes = 6, within the floor
 
-  std::mutex mu;
-  std::map<std::string, std::string> acked;
-  std::atomic<bool> stop{false};
-  std::atomic<int> errors{0};
-  std::string first_error;
-  std::vector<std::thread> writers;
-  for (int t = 0; t < 3; ++t) {
-    writers.emplace_back([&, t] {
-      for (int i = 0; !stop.load() && i < 100000; ++i) {
-        std::string k = "w" + std::to_string(t) + "-" + std::to_string(i % 500);  // overwrites too
-        std::string v = "v" + std::to_string(i);
-        Status s = client->Put(k, v);
-        std::lock_guard lock(mu);
-        if (s.ok()) acked[k] = v;
-        else if (errors++ == 0) first_error = s.ToString();
-      }
-    });
-  }
+  // Overwrites too: each writer cycles over 500 keys.
+  WriteLoad load(client.get(), 3, [](int t, int i) { return "w" + std::to_string(t) + "-" + std::to_string(i % 500); });
   std::this_thread::sleep_for(500ms);
   // Bad requests are refused with reasons: an unknown node, removing a node with replicas.
   Status unknown = client->ChangeMember(99, Client::MemberChange::kDrain);
@@ -264,17 +291,11 @@ TEST_CASE("a fourth node gets its share of replicas, then drains and is removed 
   CHECK(ReplicasOn(map, 4) == 0);
   CHECK(min_voters >= 3);  // a move adds before it removes: never below the replication factor
   std::this_thread::sleep_for(300ms);
-  stop = true;
-  for (auto& w : writers) w.join();
-  INFO("first error: " << first_error);
-  CHECK(errors.load() == 0);
-  CHECK(acked.size() > 100);
-  size_t bad = 0;
-  for (auto& [k, v] : acked) {
-    std::string got;
-    if (!client->Get(k, &got).ok() || got != v) ++bad;
-  }
-  CHECK(bad == 0);
+  load.Stop();
+  INFO("first error: " << load.first_error);
+  CHECK(load.errors.load() == 0);
+  CHECK(load.acked.size() > 100);
+  CHECK(load.Unreadable() == 0);
 
   // Node 4 let go of its replicas and their data, then is retired.
   deadline = std::chrono::steady_clock::now() + 20s;
@@ -299,30 +320,7 @@ TEST_CASE("kill -9 of a shard leader under write load loses no acknowledged writ
   int leader = c.WaitLeader(3);
   REQUIRE(leader >= 0);
 
-  std::mutex mu;
-  std::map<std::string, std::string> acked;
-  std::atomic<bool> stop{false};
-  std::atomic<int> errors{0};
-  std::string first_error;
-  std::vector<std::thread> writers;
-  for (int t = 0; t < 4; ++t) {
-    writers.emplace_back([&, t] {
-      for (int i = 0; !stop.load() && i < 100000; ++i) {
-        std::string k = KeyIn(static_cast<uint32_t>(i % 8), t * 100000 + i);
-        std::string v = "v" + std::to_string(i);
-        Status s = client->Put(k, v);
-        if (s.ok()) {
-          std::lock_guard lock(mu);
-          acked[k] = v;
-        } else {
-          if (errors++ == 0) {
-            std::lock_guard lock(mu);
-            first_error = s.ToString();
-          }
-        }
-      }
-    });
-  }
+  WriteLoad load(client.get(), 4, [](int t, int i) { return KeyIn(static_cast<uint32_t>(i % 8), t * 100000 + i); });
   std::this_thread::sleep_for(700ms);
   auto killed_at = std::chrono::steady_clock::now();
   c.nodes[leader]->Kill9();
@@ -333,28 +331,18 @@ TEST_CASE("kill -9 of a shard leader under write load loses no acknowledged writ
   CHECK(next != leader);
   INFO("failover took " << std::chrono::duration_cast<std::chrono::milliseconds>(failover).count() << " ms");
   std::this_thread::sleep_for(700ms);
-  stop = true;
-  for (auto& w : writers) w.join();
-  INFO("first error: " << first_error);
-  CHECK(errors.load() == 0);  // the client hides the failover: retries, redirects
+  load.Stop();
+  INFO("first error: " << load.first_error);
+  CHECK(load.errors.load() == 0);  // the client hides the failover: retries, redirects
 
   // Every acknowledged write is readable with its value, from the survivors...
-  size_t bad = 0;
-  for (auto& [k, v] : acked) {
-    std::string got;
-    if (!client->Get(k, &got).ok() || got != v) ++bad;
-  }
-  CHECK(bad == 0);
-  INFO("acknowledged writes: " << acked.size());
-  CHECK(acked.size() > 100);
+  CHECK(load.Unreadable() == 0);
+  INFO("acknowledged writes: " << load.acked.size());
+  CHECK(load.acked.size() > 100);
   // ...and after the killed node returns and catches up.
   c.nodes[leader]->Restart();
   std::this_thread::sleep_for(500ms);
-  for (auto& [k, v] : acked) {
-    std::string got;
-    if (!client->Get(k, &got).ok() || got != v) ++bad;
-  }
-  CHECK(bad == 0);
+  CHECK(load.Unreadable() == 0);
 }
 
 TEST_CASE("a stopped leader serves nothing stale after a new leader takes over", "[integration][fault][cluster]") {

@@ -149,6 +149,16 @@ struct Node {
   std::unique_ptr<Driver> driver;
 };
 
+// Runs `start(done)` and waits (bounded) for `done`'s Status: for AddGroup/RemoveGroup.
+template <typename Start>
+Status Call(Start&& start) {
+  auto p = std::make_shared<std::promise<Status>>();
+  start([p](Status s) { p->set_value(s); });
+  auto f = p->get_future();
+  REQUIRE(f.wait_for(5s) == std::future_status::ready);
+  return f.get();
+}
+
 struct Cluster {
   explicit Cluster(uint64_t compact_after = 20000, uint64_t retain = 10000) {
     char tmpl[] = "/tmp/ringdrv-XXXXXX";
@@ -308,23 +318,16 @@ TEST_CASE("groups can be added and removed while the driver runs", "[replication
   Cluster c;
   constexpr uint64_t kNew = 1000;  // an id far from the static groups 0..3
   std::vector<std::unique_ptr<RecordingMachine>> machines;
-  auto call = [](auto&& start) {
-    auto p = std::make_shared<std::promise<Status>>();
-    start([p](Status s) { p->set_value(s); });
-    auto f = p->get_future();
-    REQUIRE(f.wait_for(5s) == std::future_status::ready);
-    return f.get();
-  };
   for (auto& n : c.nodes) {
     CHECK_FALSE(n->driver->HasGroup(kNew));
     machines.push_back(std::make_unique<RecordingMachine>());
     machines.back()->engine = n->engine.get();
     GroupSpec spec{kNew, machines.back().get(), {1, 2, 3}};
-    CHECK(call([&](auto done) { n->driver->AddGroup(spec, done); }).ok());
+    CHECK(Call([&](auto done) { n->driver->AddGroup(spec, done); }).ok());
     CHECK(n->driver->HasGroup(kNew));
     // Twice is refused; so is a spec without a state machine.
-    CHECK(call([&](auto done) { n->driver->AddGroup(spec, done); }).IsInvalidArgument());
-    CHECK(call([&](auto done) { n->driver->AddGroup(GroupSpec{kNew + 1, nullptr, {1}}, done); }).IsInvalidArgument());
+    CHECK(Call([&](auto done) { n->driver->AddGroup(spec, done); }).IsInvalidArgument());
+    CHECK(Call([&](auto done) { n->driver->AddGroup(GroupSpec{kNew + 1, nullptr, {1}}, done); }).IsInvalidArgument());
   }
   uint64_t index = c.Propose(kNew, "dynamic");
   CHECK(c.AllApplied(kNew, index, "dynamic"));
@@ -334,9 +337,9 @@ TEST_CASE("groups can be added and removed while the driver runs", "[replication
   CHECK(c.AllApplied(0, s0, "static"));
 
   for (auto& n : c.nodes) {
-    CHECK(call([&](auto done) { n->driver->RemoveGroup(kNew, done); }).ok());
+    CHECK(Call([&](auto done) { n->driver->RemoveGroup(kNew, done); }).ok());
     CHECK_FALSE(n->driver->HasGroup(kNew));
-    CHECK(call([&](auto done) { n->driver->RemoveGroup(kNew, done); }).IsInvalidArgument());
+    CHECK(Call([&](auto done) { n->driver->RemoveGroup(kNew, done); }).IsInvalidArgument());
     // Its log is gone from the engine.
     bool any = false;
     n->engine->Scan(storage::Cf::kRaftLog, HashPrefix(kNew), HashPrefix(kNew + 1),
@@ -354,17 +357,10 @@ TEST_CASE("a replica moves by learner, promotion and removal while the group ser
   Cluster c;
   constexpr uint64_t kMoving = 2000;
   std::vector<std::unique_ptr<RecordingMachine>> machines;
-  auto call = [](auto&& start) {
-    auto p = std::make_shared<std::promise<Status>>();
-    start([p](Status s) { p->set_value(s); });
-    auto f = p->get_future();
-    REQUIRE(f.wait_for(5s) == std::future_status::ready);
-    return f.get();
-  };
   auto add = [&](Node& n, std::vector<NodeId> founders) {
     machines.push_back(std::make_unique<RecordingMachine>());
     machines.back()->engine = n.engine.get();
-    CHECK(call([&](auto done) { n.driver->AddGroup(GroupSpec{kMoving, machines.back().get(), founders}, done); }).ok());
+    CHECK(Call([&](auto done) { n.driver->AddGroup(GroupSpec{kMoving, machines.back().get(), founders}, done); }).ok());
   };
   // Proposes a membership change through whichever node leads, until it is applied.
   auto change = [&](ConfChangeType type, NodeId node) {
@@ -415,7 +411,7 @@ TEST_CASE("a replica moves by learner, promotion and removal while the group ser
   REQUIRE(change(ConfChangeType::kAddVoter, 3));
   // Node 1 leaves; the group goes on with 2 and 3, even with node 1 gone entirely.
   REQUIRE(change(ConfChangeType::kRemoveNode, 1));
-  CHECK(call([&](auto done) { c.nodes[0]->driver->RemoveGroup(kMoving, done); }).ok());
+  CHECK(Call([&](auto done) { c.nodes[0]->driver->RemoveGroup(kMoving, done); }).ok());
   uint64_t after = c.Propose(kMoving, "after");
   deadline = std::chrono::steady_clock::now() + 10s;
   while (std::chrono::steady_clock::now() < deadline &&
