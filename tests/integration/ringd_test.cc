@@ -283,6 +283,23 @@ TEST_CASE("hostile bytes get an error or a closed connection and the node keeps 
     CHECK(replies[0].code() == pb::INVALID_ARGUMENT);
     CHECK(replies[0].message().find("field 99") != std::string::npos);
   }
+  SECTION("a cluster change with an unknown operation or node is refused with the reason") {
+    pb::Request unknown_op;
+    unknown_op.set_id(7);
+    unknown_op.mutable_cluster_admin()->set_op(static_cast<pb::ClusterAdminRequest::Op>(99));
+    unknown_op.mutable_cluster_admin()->set_node(1);
+    pb::Request no_node;
+    no_node.set_id(8);
+    no_node.mutable_cluster_admin()->set_op(pb::ClusterAdminRequest::DRAIN);
+    auto replies = ParseReplies(SendRaw(node.address(), Frame(unknown_op) + Frame(no_node), 5s, Replies(2)).bytes);
+    REQUIRE(replies.size() == 2);
+    CHECK(replies[0].id() == 7);
+    CHECK(replies[0].code() == pb::INVALID_ARGUMENT);
+    CHECK(replies[0].message().find("unknown cluster admin operation") != std::string::npos);
+    CHECK(replies[1].id() == 8);
+    CHECK(replies[1].code() == pb::INVALID_ARGUMENT);
+    CHECK(replies[1].message().find("not a member") != std::string::npos);
+  }
   SECTION("a truncated frame from a peer that goes away costs nothing") {
     std::string f = Frame(PutReq(1, "trunc", "v"));
     auto r = SendRaw(node.address(), f.substr(0, f.size() - 2), 300ms);
