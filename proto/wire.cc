@@ -46,6 +46,7 @@ const char* RequestKindName(const pb::Request& req) {
     case pb::Request::kNodeStatus: return "node_status";
     case pb::Request::kRaft: return "raft";
     case pb::Request::kClusterAdmin: return "cluster_admin";
+    case pb::Request::kSnapshotChunk: return "snapshot_chunk";
     case pb::Request::BODY_NOT_SET: break;
   }
   return "unknown";

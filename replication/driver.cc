@@ -13,6 +13,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 std::string AppliedKey(uint64_t group) { return "ap/" + HashPrefix(group); }
+// The restore record of a snapshot being installed (see driver.h, "Snapshots").
+constexpr std::string_view kRestorePrefix = "rs/";
+std::string RestoreKey(uint64_t group) { return std::string(kRestorePrefix) + HashPrefix(group); }
 
 uint64_t DecodeBe64(std::string_view s) {
   uint64_t v = 0;
@@ -50,6 +53,13 @@ struct Driver::Group {
   };
   std::map<uint64_t, Pending> pending;  // proposals by log index
   std::optional<Ready> held;            // taken from the core, not yet durably handled
+  // Leader: the image last made for followers, when it was last handed out, and whether
+  // a new one is being made. Follower: the leader image being fetched ("" if none).
+  std::optional<Snapshot> snapshot;
+  Clock::time_point snapshot_used{};
+  bool snapshot_pending = false;
+  std::string fetching;
+  std::string restored;  // an image restored by OpenGroup, to report Restored once written
   uint64_t compact_to = 0;              // compaction staged into the next cycle's batch
   // ReadIndex requests: by context until confirmed, then by index until applied.
   std::map<std::string, std::function<void(Status)>> reads_unconfirmed;
@@ -108,6 +118,22 @@ Result<std::unique_ptr<Driver::Group>> Driver::OpenGroup(const GroupSpec& spec, 
   Status s = engine_->Get(storage::Cf::kMeta, AppliedKey(spec.id), &v);
   if (s.ok()) group->applied = DecodeBe64(v);
   else if (!s.IsNotFound()) return s.WithContext(ctx + ": reading applied index");
+  // A restore interrupted by a crash: run it again, and finish it in this batch.
+  s = engine_->Get(storage::Cf::kMeta, RestoreKey(spec.id), &v);
+  if (s.ok()) {
+    ASSIGN_OR_RETURN(Snapshot snap, DecodeSnapshot(spec.id, v));
+    spdlog::warn("{}: finishing the install of the snapshot at {} that a restart interrupted", ctx, snap.meta.index);
+    RETURN_IF_ERROR(group->sm->Restore(spec.id, snap.data, batch).WithContext(ctx + ": redoing a snapshot restore"));
+    Snapshot mark;
+    mark.meta = snap.meta;
+    group->log->ApplySnapshot(mark, batch);
+    group->applied = std::max(group->applied, snap.meta.index);
+    batch->Put(storage::Cf::kMeta, AppliedKey(spec.id), HashPrefix(group->applied));
+    batch->Delete(storage::Cf::kMeta, RestoreKey(spec.id));
+    group->restored = std::move(snap.data);
+  } else if (!s.IsNotFound()) {
+    return s.WithContext(ctx + ": reading its restore record");
+  }
   return group;
 }
 
@@ -123,23 +149,106 @@ Status Driver::StartGroup(Group& group) {
   ASSIGN_OR_RETURN(group.core, RaftCore::Create(c));
   group.applied = std::max(group.applied, group.core->applied());
   Group* gp = &group;
-  DriverStats* stats = &stats_;
   // A follower behind our compaction point gets the state machine as of what we applied.
-  group.log->set_snapshot_source([gp, stats]() -> Result<Snapshot> {
-    Snapshot snap;
-    snap.meta.index = gp->applied;
-    ASSIGN_OR_RETURN(snap.meta.term, gp->core->Term(gp->applied));
-    ASSIGN_OR_RETURN(snap.meta.conf, gp->core->ConfStateAt(gp->applied));
-    ASSIGN_OR_RETURN(snap.data, gp->sm->Snapshot(gp->id));
-    stats->snapshots_sent.fetch_add(1, std::memory_order_relaxed);
-    return snap;
-  });
+  group.log->set_snapshot_source([this, gp]() { return SnapshotFor(*gp); });
+  if (!group.restored.empty()) {
+    group.sm->Restored(group.id, group.restored);
+    group.restored.clear();
+  }
   // The only voter has no one to wait for: campaign now instead of after a timeout.
   const ConfState& conf = group.core->conf();
   if (conf.voters.size() == 1 && conf.voters[0] == options_.node_id) {
     RETURN_IF_ERROR(group.core->Campaign().WithContext("group " + std::to_string(group.id)));
   }
   return Status::OK();
+}
+
+Result<Snapshot> Driver::SnapshotFor(Group& g) {
+  // An image is good while the log continues from it: a follower that installs it can
+  // then catch up from the log.
+  if (g.snapshot && g.snapshot->meta.index + 1 >= g.log->FirstIndex()) {
+    g.snapshot_used = Clock::now();
+    stats_.snapshots_sent.fetch_add(1, std::memory_order_relaxed);
+    return *g.snapshot;
+  }
+  const std::string ctx = "group " + std::to_string(g.id);
+  if (!g.snapshot_pending) {
+    SnapshotMeta meta;
+    meta.index = g.applied;
+    ASSIGN_OR_RETURN(meta.term, g.core->Term(g.applied));
+    ASSIGN_OR_RETURN(meta.conf, g.core->ConfStateAt(g.applied));
+    g.snapshot_pending = true;
+    g.sm->Snapshot(g.id, [this, id = g.id, meta](Result<std::string> image) {
+      std::lock_guard lock(mu_);
+      snapshots_made_.push_back(SnapshotMade{id, meta, std::move(image)});
+      cv_.notify_one();
+    });
+  }
+  return Status::Unavailable(ctx + ": a snapshot for a follower is being made");
+}
+
+bool Driver::MaybeFetch(Group& g, const Message& m) {
+  if (m.type != MessageType::kSnapshot || !m.snapshot || !g.sm->NeedsFetch(m.snapshot->data)) return false;
+  // Nothing to fetch for a snapshot we are already past: Raft just acknowledges it.
+  if (m.snapshot->meta.index <= g.core->committed()) return false;
+  if (g.fetching == m.snapshot->data) return true;  // a resend while we fetch it
+  g.fetching = m.snapshot->data;
+  g.sm->Fetch(g.id, g.fetching, [this, id = g.id, sm = g.sm, remote = g.fetching, msg = m](Result<std::string> local) {
+    std::lock_guard lock(mu_);
+    snapshots_fetched_.push_back(SnapshotFetched{id, sm, remote, msg, std::move(local)});
+    cv_.notify_one();
+  });
+  return true;
+}
+
+void Driver::TakeSnapshots(std::vector<SnapshotMade>* made, std::vector<SnapshotFetched>* fetched) {
+  for (auto& sm : *made) {
+    auto it = groups_.find(sm.group);
+    if (it == groups_.end()) continue;
+    Group& g = *it->second;
+    g.snapshot_pending = false;
+    if (!sm.image.ok()) {
+      spdlog::warn("group {}: making a snapshot for a follower: {}", sm.group, sm.image.status().ToString());
+      continue;
+    }
+    stats_.snapshots_made.fetch_add(1, std::memory_order_relaxed);
+    g.snapshot = Snapshot{sm.meta, std::move(sm.image).value()};
+  }
+  made->clear();
+  for (auto& f : *fetched) {
+    auto it = groups_.find(f.group);
+    Group* g = it == groups_.end() ? nullptr : it->second.get();
+    if (g == nullptr || g->fetching != f.remote) {
+      // The group left, or a newer snapshot replaced this one: its files are not needed.
+      if (f.local.ok()) f.sm->Restored(f.group, *f.local);
+      continue;
+    }
+    g->fetching.clear();
+    if (!f.local.ok()) {
+      spdlog::warn("group {}: fetching the leader's snapshot at {}: {}; waiting for it to be sent again", f.group,
+                   f.msg.snapshot->meta.index, f.local.status().ToString());
+      continue;
+    }
+    stats_.snapshots_fetched.fetch_add(1, std::memory_order_relaxed);
+    auto snap = std::make_shared<Snapshot>(*f.msg.snapshot);
+    snap->data = std::move(f.local).value();
+    f.msg.snapshot = std::move(snap);
+    Status s = g->core->Step(f.msg);
+    if (!s.ok()) spdlog::debug("group {}: step {}: {}", f.group, MessageToString(f.msg), s.ToString());
+  }
+  fetched->clear();
+}
+
+Result<std::vector<std::string>> PendingRestoreImages(storage::Engine* engine) {
+  std::vector<std::string> images;
+  std::string end(kRestorePrefix);
+  end.back() = static_cast<char>(end.back() + 1);
+  RETURN_IF_ERROR(engine->Scan(storage::Cf::kMeta, kRestorePrefix, end, [&](std::string_view, std::string_view v) {
+    auto snap = DecodeSnapshot(0, v);
+    if (snap.ok()) images.push_back(std::move(snap->data));
+    return true;
+  }));
+  return images;
 }
 
 void Driver::Republish() {
@@ -386,6 +495,8 @@ void Driver::Loop() {
   std::vector<std::pair<uint64_t, std::function<void(Status)>>> reads;
   std::vector<std::pair<GroupSpec, std::function<void(Status)>>> adds;
   std::vector<std::pair<uint64_t, std::function<void(Status)>>> removes;
+  std::vector<SnapshotMade> made;
+  std::vector<SnapshotFetched> fetched;
   for (;;) {
     int ticks = 0;
     {
@@ -393,7 +504,7 @@ void Driver::Loop() {
       auto next_tick = last_tick_time_ + options_.tick_interval;
       cv_.wait_until(lock, next_tick, [&] {
         return stopping_ || !inbox_.empty() || !proposals_.empty() || !transfers_.empty() || !reads_.empty() ||
-               !adds_.empty() || !removes_.empty();
+               !adds_.empty() || !removes_.empty() || !snapshots_made_.empty() || !snapshots_fetched_.empty();
       });
       if (stopping_) return;
       inbox.swap(inbox_);
@@ -402,6 +513,8 @@ void Driver::Loop() {
       reads.swap(reads_);
       adds.swap(adds_);
       removes.swap(removes_);
+      made.swap(snapshots_made_);
+      fetched.swap(snapshots_fetched_);
     }
     const bool groups_changed = !adds.empty() || !removes.empty();
     AddGroups(&adds);
@@ -421,6 +534,7 @@ void Driver::Loop() {
       }
     }
     transfers.clear();
+    TakeSnapshots(&made, &fetched);
     StartReads(&reads);
     Cycle(&inbox, &proposals, ticks);
     if (ticks > 0 || groups_changed) PublishStatus();
@@ -440,6 +554,7 @@ void Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
   for (auto& gm : *inbox) {
     auto it = groups_.find(gm.group);
     if (it == groups_.end()) continue;  // not (or no longer) hosted here
+    if (MaybeFetch(*it->second, gm.msg)) continue;  // stepped once its data is here
     Status s = it->second->core->Step(gm.msg);
     if (!s.ok()) spdlog::debug("group {}: step {}: {}", gm.group, MessageToString(gm.msg), s.ToString());
   }
@@ -478,13 +593,28 @@ void Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
     uint64_t base_applied = g.applied;
     if (rd.snapshot) {
       // The leader's state replaces ours: log, state machine and applied index together.
-      Snapshot mark;  // the log keeps where it now starts; the image goes to the state machine
+      // Restore may act outside the batch (ingest files), so the image is recorded first
+      // and a restart redoes it (OpenGroup). If it fails, the Ready is kept and retried.
+      Snapshot record = *rd.snapshot;
+      storage::WriteBatch rb;
+      rb.Put(storage::Cf::kMeta, RestoreKey(g.id), EncodeSnapshot(record));
+      Status rs = engine_->Write(rb, true);
+      if (rs.ok()) rs = g.sm->Restore(g.id, rd.snapshot->data, &batch);
+      if (!rs.ok()) {
+        auto now = Clock::now();
+        if (now - last_failure_log_ > std::chrono::seconds(10)) {
+          spdlog::error("group {}: installing the snapshot at {}; retrying: {}", g.id, rd.snapshot->meta.index,
+                        rs.ToString());
+          last_failure_log_ = now;
+        }
+        continue;
+      }
+      Snapshot mark;  // the log keeps where it now starts; the image went to the state machine
       mark.meta = rd.snapshot->meta;
       g.log->ApplySnapshot(mark, &batch);
-      Status rs = g.sm->Restore(g.id, rd.snapshot->data, &batch);
-      if (!rs.ok()) spdlog::error("group {}: restoring snapshot at {}: {}", g.id, rd.snapshot->meta.index, rs.ToString());
       base_applied = std::max(base_applied, rd.snapshot->meta.index);
       batch.Put(storage::Cf::kMeta, AppliedKey(g.id), HashPrefix(base_applied));
+      batch.Delete(storage::Cf::kMeta, RestoreKey(g.id));
     }
     Status s = g.log->Append(rd.entries, &batch);
     if (!s.ok()) spdlog::error("group {}: {}", g.id, s.ToString());
@@ -589,6 +719,7 @@ void Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
     Group& g = *ready[i];
     Ready& rd = *g.held;
     g.log->OnWritten();
+    if (rd.snapshot) g.sm->Restored(g.id, rd.snapshot->data);
     if (rd.snapshot && rd.snapshot->meta.index > g.applied) {
       g.applied = rd.snapshot->meta.index;
       stats_.snapshots_installed.fetch_add(1, std::memory_order_relaxed);
@@ -644,6 +775,11 @@ void Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
     uint64_t log_start = g.log->FirstIndex() - 1;
     if (g.applied > log_start + options_.compact_after && g.applied > options_.retain) {
       g.compact_to = g.applied - options_.retain;
+      // Not past a snapshot a follower may still be fetching: it continues from the log.
+      if (g.snapshot && Clock::now() - g.snapshot_used < options_.snapshot_hold) {
+        g.compact_to = std::min(g.compact_to, g.snapshot->meta.index);
+      }
+      if (g.compact_to <= log_start) g.compact_to = 0;
     }
   }
   Send(&outbox);

@@ -29,6 +29,15 @@
 // (leader, read lease held, and its own term's first entry applied); ReadLeaseValid() is
 // a lock-free check callers on other threads make per request.
 //
+// Snapshots: a leader asks the state machine for an image when a follower needs one; the
+// image may take a while (StateMachine::Snapshot is asynchronous), and until it is ready
+// Raft is told "unavailable" and retries. A follower that receives an image which refers
+// to data elsewhere (NeedsFetch) has the state machine Fetch it first, and steps the
+// snapshot into Raft only once it is local. Installing it: the image is recorded durably
+// (a restore record), then Restore runs, then the log's snapshot mark, the applied index
+// and the record's deletion are written together. A restore record found at start means a
+// crash came in between: the restore is run again before the group starts.
+//
 // Groups: the static groups 0..group_count-1 exist from Start; AddGroup and RemoveGroup
 // change the set while the driver runs (a shard moving to or away from this node, the
 // metadata group). Each group has its own state machine. Lock-free readers (ReadLeaseValid,
@@ -69,12 +78,27 @@ class StateMachine {
   // entries[i]. Deterministic: every replica computes the same effects. Driver thread.
   virtual void Apply(uint64_t group, const std::vector<const Entry*>& entries,
                      storage::WriteBatch* batch, std::vector<std::any>* results) = 0;
-  // An image of `group`'s state as of everything applied so far (to send to a follower
-  // whose log is behind the leader's compaction point). Unavailable if it cannot be made
-  // now (e.g. too large for one message). Driver thread.
-  virtual Result<std::string> Snapshot(uint64_t group) = 0;
-  // Replaces `group`'s state with a Snapshot() image, in *batch. Corruption if malformed.
+  // Makes an image of `group`'s state as of everything applied so far, for a follower
+  // behind our compaction point, and passes it to `done` (any thread, possibly before
+  // returning; Unavailable if it cannot be made now). Called on the driver thread, which
+  // must capture the state before returning: the image is labelled with the applied index
+  // of the moment of the call.
+  virtual void Snapshot(uint64_t group, std::function<void(Result<std::string>)> done) = 0;
+  // Whether a leader's `image` refers to data held elsewhere, which Fetch must bring here
+  // before Raft may see the snapshot. Driver thread.
+  virtual bool NeedsFetch(std::string_view /*image*/) const { return false; }
+  // Brings the data of leader `image` here; done(local image) on any thread.
+  virtual void Fetch(uint64_t /*group*/, std::string image, std::function<void(Result<std::string>)> done) {
+    done(std::move(image));
+  }
+  // Replaces `group`'s state with `image` (Snapshot's, after Fetch). Effects go into *batch
+  // or, when they cannot (ingesting files), happen at once: Restore must then be
+  // repeatable with the same image, because the driver records the image durably before
+  // calling it and calls it again on the next start if a crash came before the batch was
+  // written. On failure nothing may have changed; Corruption if the image is malformed.
   virtual Status Restore(uint64_t group, std::string_view image, storage::WriteBatch* batch) = 0;
+  // The batch holding a Restore of `image` is durable; what only the restore needed may go.
+  virtual void Restored(uint64_t /*group*/, std::string_view /*image*/) {}
   // The batch holding the effects of the last Apply/Restore calls was not written; they
   // will be made again. A state machine that caches what it staged must forget it.
   virtual void OnWriteFailed() {}
@@ -101,9 +125,12 @@ struct DriverOptions {
   uint64_t seed = 0;  // mixed with node and group ids for election jitter
   // Log compaction: once a group's log holds more than compact_after applied entries,
   // everything but the newest `retain` applied entries is dropped. A follower further
-  // behind than that catches up from a snapshot of the state machine instead.
+  // behind than that catches up from a snapshot of the state machine instead. While a
+  // snapshot is being sent (handed out within snapshot_hold), the log is not compacted
+  // past it, so a follower that takes long to fetch a big one can continue from the log.
   uint64_t compact_after = 20000;
   uint64_t retain = 10000;
+  std::chrono::milliseconds snapshot_hold{60000};
 };
 
 // Counters for the metrics endpoint. Updated by the driver thread.
@@ -118,7 +145,9 @@ struct DriverStats {
   std::atomic<uint64_t> leader_changes{0};
   std::atomic<uint64_t> write_nanos{0};  // time spent in Engine::Write
   std::atomic<uint64_t> compactions{0};
-  std::atomic<uint64_t> snapshots_sent{0};
+  std::atomic<uint64_t> snapshots_sent{0};       // handed to Raft for a follower
+  std::atomic<uint64_t> snapshots_made{0};       // images the state machines made
+  std::atomic<uint64_t> snapshots_fetched{0};    // leader images made local (Fetch)
   std::atomic<uint64_t> snapshots_installed{0};
 };
 
@@ -134,6 +163,10 @@ struct GroupStatus {
   ConfState conf;                  // the configuration in force (newest in the log)
   std::vector<PeerStatus> peers;   // the leader's view of every other replica; empty on followers
 };
+
+// The images of restores a crash interrupted (see "Snapshots" above), for cleanup code
+// that must keep what they refer to.
+Result<std::vector<std::string>> PendingRestoreImages(storage::Engine* engine);
 
 class Driver {
  public:
@@ -222,6 +255,23 @@ class Driver {
   Result<std::unique_ptr<Group>> OpenGroup(const GroupSpec& spec, storage::WriteBatch* batch);
   Status StartGroup(Group& g);
   void AddGroups(std::vector<std::pair<GroupSpec, std::function<void(Status)>>>* adds);
+  // The snapshot a follower of `g` needs: the ready image, or Unavailable while one is made.
+  Result<Snapshot> SnapshotFor(Group& g);
+  // Hands a leader snapshot message to the state machine's Fetch; false if it needs none.
+  bool MaybeFetch(Group& g, const Message& m);
+  struct SnapshotMade {
+    uint64_t group = 0;
+    SnapshotMeta meta;
+    Result<std::string> image;
+  };
+  struct SnapshotFetched {
+    uint64_t group = 0;
+    StateMachine* sm = nullptr;
+    std::string remote;  // the leader's image
+    Message msg;         // the leader's message, stepped once the image is local
+    Result<std::string> local;
+  };
+  void TakeSnapshots(std::vector<SnapshotMade>* made, std::vector<SnapshotFetched>* fetched);
   void RemoveGroups(std::vector<std::pair<uint64_t, std::function<void(Status)>>>* removes);
 
   // What other threads may read about a group without a lock.
@@ -257,6 +307,8 @@ class Driver {
   std::vector<std::pair<uint64_t, std::function<void(Status)>>> reads_;  // guarded by mu_
   std::vector<std::pair<GroupSpec, std::function<void(Status)>>> adds_;  // guarded by mu_
   std::vector<std::pair<uint64_t, std::function<void(Status)>>> removes_;  // guarded by mu_
+  std::vector<SnapshotMade> snapshots_made_;        // guarded by mu_
+  std::vector<SnapshotFetched> snapshots_fetched_;  // guarded by mu_
   std::vector<GroupStatus> status_;   // guarded by mu_, refreshed each tick
   bool stopping_ = false;             // guarded by mu_
 

@@ -50,6 +50,8 @@ bool DecodeIds(std::string_view in, size_t* pos, std::vector<NodeId>* ids) {
   return true;
 }
 
+}  // namespace
+
 std::string EncodeSnapshot(const Snapshot& s) {
   std::string out;
   PutBe64(&out, s.meta.index);
@@ -71,7 +73,6 @@ Result<Snapshot> DecodeSnapshot(uint64_t group, std::string_view in) {
   return s;
 }
 
-}  // namespace
 
 std::string EncodeEntry(const Entry& e) {
   std::string out;

@@ -116,6 +116,9 @@ class RocksLogStorage final : public LogStorage {
 inline constexpr uint64_t kEntryCacheBytes = 1u << 20;
 
 // Encodings, public for tests.
+// A snapshot (meta and image) as one record, and back; Corruption names `group`.
+std::string EncodeSnapshot(const Snapshot& s);
+Result<Snapshot> DecodeSnapshot(uint64_t group, std::string_view in);
 std::string EncodeEntry(const Entry& e);
 Result<Entry> DecodeEntry(uint64_t index, std::string_view bytes);
 

@@ -128,6 +128,8 @@ Status ApplyToml(std::string_view toml_text, const std::string& origin, Config* 
     else if (key == "block_cache_mb") s = ReadUint(node, key, 1, 1 << 20, &c->block_cache_mb);
     else if (key == "reserve_disk_mb") s = ReadUint(node, key, 0, 1 << 20, &c->reserve_disk_mb);
     else if (key == "shutdown_grace_s") s = ReadUint(node, key, 0, 3600, &c->shutdown_grace_s);
+    else if (key == "snapshot_rate_mb") s = ReadUint(node, key, 0, 1 << 20, &c->snapshot_rate_mb);
+    else if (key == "snapshot_workers") s = ReadUint(node, key, 1, 64, &c->snapshot_workers);
     else s = Status::InvalidArgument("unknown setting \"" + key + "\"");
     if (!s.ok()) {
       const auto& at = node.source().begin;
@@ -209,6 +211,8 @@ ParsedCommandLine ParseCommandLine(int argc, const char* const* argv) {
       {"--election-ticks", "election_ticks", "Election timeout in ticks; a follower waits 1x to 2x this before campaigning (default 10)"},
       {"--log-compact-after", "log_compact_after", "Compact a shard's log once it holds this many applied entries (default 20000)"},
       {"--log-retain", "log_retain", "Applied entries kept after a compaction, for followers catching up (default 10000)"},
+      {"--snapshot-rate-mb", "snapshot_rate_mb", "Cap on the MB/s this node fetches shard snapshots at (moves, catch-up); 0 = unlimited (default 0)"},
+      {"--snapshot-workers", "snapshot_workers", "Snapshot exports and fetches this node runs at once (default 2)"},
   };
   for (const auto& f : int_flags) {
     app.add_option(f.flag, ints[f.key], f.help);

@@ -43,6 +43,8 @@ struct Config {
   uint32_t election_ticks = 10;  // election timeout: election_ticks .. 2x-1 ticks
   uint32_t log_compact_after = 20000;  // compact a shard's log past this many applied entries
   uint32_t log_retain = 10000;         // applied entries kept after compaction
+  uint32_t snapshot_rate_mb = 0;       // MB/s cap on fetching shard snapshots; 0 = none
+  uint32_t snapshot_workers = 2;       // snapshot exports and fetches at once
   std::string ready_file;           // flag only: written once the node serves
 };
 

@@ -15,6 +15,7 @@ const char* RequestKindLabel(RequestKind k) {
     case RequestKind::kPing: return "ping";
     case RequestKind::kNodeStatus: return "node_status";
     case RequestKind::kClusterAdmin: return "cluster_admin";
+    case RequestKind::kSnapshotChunk: return "snapshot_chunk";
     case RequestKind::kInvalid: return "invalid";
     case RequestKind::kCount: break;
   }

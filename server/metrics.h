@@ -30,7 +30,7 @@ class SecondsHistogram {
   std::atomic<uint64_t> sum_nanos_{0};
 };
 
-enum class RequestKind { kGet, kPut, kDelete, kCas, kBatchGet, kBatchPut, kPing, kNodeStatus, kClusterAdmin, kInvalid, kCount };
+enum class RequestKind { kGet, kPut, kDelete, kCas, kBatchGet, kBatchPut, kPing, kNodeStatus, kClusterAdmin, kSnapshotChunk, kInvalid, kCount };
 const char* RequestKindLabel(RequestKind k);
 
 struct Metrics {

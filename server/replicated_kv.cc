@@ -229,64 +229,41 @@ void ReplicatedKv::Apply(uint64_t group, const std::vector<const replication::En
   for (size_t i = 0; i < entries.size(); ++i) (*results)[i] = std::move(final_results[i]);
 }
 
-Result<std::string> ReplicatedKv::Snapshot(uint64_t group) {
-  std::string image;
-  uint64_t count = 0;
-  bool too_big = false;
-  auto add = [&](uint8_t cf, std::string_view k, std::string_view v) {
-    image.push_back(static_cast<char>(cf));
-    PutU64(&image, k.size());
-    image.append(k);
-    PutU64(&image, v.size());
-    image.append(v);
-    ++count;
-    too_big = image.size() > kMaxSnapshotBytes;
-    return !too_big;
-  };
+std::vector<SnapshotRange> ReplicatedKv::Ranges(uint64_t group) const {
   auto shard = static_cast<ShardId>(group);
-  RETURN_IF_ERROR(engine_->Scan(storage::Cf::kData, shards_.StartBound(shard), shards_.EndBound(shard),
-                                [&](std::string_view k, std::string_view v) { return add(0, k, v); }));
-  if (!too_big) {
-    RETURN_IF_ERROR(engine_->Scan(storage::Cf::kMeta, ClientPrefix(group), ClientPrefix(group + 1),
-                                  [&](std::string_view k, std::string_view v) { return add(1, k, v); }));
-  }
-  if (too_big) {
-    return Status::Unavailable("shard " + std::to_string(group) + ": snapshot exceeds " +
-                               std::to_string(kMaxSnapshotBytes) + " bytes; a follower this far behind cannot catch up yet");
-  }
-  std::string out;
-  PutU64(&out, count);
-  return out + image;
+  return {SnapshotRange{storage::Cf::kData, shards_.StartBound(shard), shards_.EndBound(shard)},
+          SnapshotRange{storage::Cf::kMeta, ClientPrefix(group), ClientPrefix(group + 1)}};
 }
 
-Status ReplicatedKv::Restore(uint64_t group, std::string_view image, storage::WriteBatch* batch) {
-  size_t pos = 0;
-  uint64_t count = 0;
-  const std::string bad = "shard " + std::to_string(group) + ": snapshot image is malformed";
-  if (!GetU64(image, &pos, &count)) return Status::Corruption(bad);
-  // Validate everything before touching the batch: a bad image must change nothing.
-  struct Item {
-    uint8_t cf;
-    std::string_view k, v;
-  };
-  std::vector<Item> items;
-  items.reserve(std::min<uint64_t>(count, image.size() / 17 + 1));
-  for (uint64_t i = 0; i < count; ++i) {
-    uint64_t klen = 0, vlen = 0;
-    if (pos >= image.size()) return Status::Corruption(bad);
-    auto cf = static_cast<uint8_t>(image[pos++]);
-    if (cf > 1 || !GetU64(image, &pos, &klen) || image.size() - pos < klen) return Status::Corruption(bad);
-    std::string_view k = image.substr(pos, klen);
-    pos += klen;
-    if (!GetU64(image, &pos, &vlen) || image.size() - pos < vlen) return Status::Corruption(bad);
-    items.push_back({cf, k, image.substr(pos, vlen)});
-    pos += vlen;
+void ReplicatedKv::Snapshot(uint64_t group, std::function<void(Result<std::string>)> done) {
+  snapshots_->Export(group, Ranges(group), std::move(done));
+}
+
+bool ReplicatedKv::NeedsFetch(std::string_view image) const { return SnapshotStore::IsRemote(image); }
+
+void ReplicatedKv::Fetch(uint64_t group, std::string image, std::function<void(Result<std::string>)> done) {
+  snapshots_->Fetch(group, std::move(image), Ranges(group), std::move(done));
+}
+
+Status ReplicatedKv::Restore(uint64_t group, std::string_view image, storage::WriteBatch*) {
+  ASSIGN_OR_RETURN(std::vector<LocalSnapshotFile> files, snapshots_->LocalFiles(image));
+  // Each range is replaced atomically; the driver's restore record covers the two steps.
+  for (const SnapshotRange& r : Ranges(group)) {
+    std::vector<std::string> paths;
+    for (const auto& f : files) {
+      if (f.cf == r.cf) paths.push_back(f.path);
+    }
+    RETURN_IF_ERROR(engine_->IngestRange(r.cf, r.begin, r.end, paths)
+                        .WithContext("shard " + std::to_string(group) + ": restoring a snapshot"));
   }
-  if (pos != image.size()) return Status::Corruption(bad);
-  Drop(group, batch);
-  for (const auto& it : items) batch->Put(it.cf == 0 ? storage::Cf::kData : storage::Cf::kMeta, it.k, it.v);
+  if (auto it = records_.find(group); it != records_.end()) {
+    cached_records_ -= it->second.size();
+    records_.erase(it);
+  }
   return Status::OK();
 }
+
+void ReplicatedKv::Restored(uint64_t, std::string_view image) { snapshots_->Release(image); }
 
 void ReplicatedKv::Drop(uint64_t group, storage::WriteBatch* batch) {
   const ShardId shard = static_cast<ShardId>(group);

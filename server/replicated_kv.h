@@ -32,6 +32,7 @@
 #include "common/keyspace.h"
 #include "replication/driver.h"
 #include "server/kv_state_machine.h"
+#include "server/snapshot_store.h"
 
 namespace ring::pb {
 class Request;
@@ -41,7 +42,6 @@ namespace ring::server {
 
 inline constexpr uint64_t kClientRetentionMs = 60 * 60 * 1000;  // one hour
 inline constexpr size_t kMaxResultsPerClient = 4096;
-inline constexpr size_t kMaxSnapshotBytes = 7u << 20;
 inline constexpr size_t kMaxCachedRecords = 100000;  // over all shards; then start over
 
 // A client's dedup record: when it was last seen, and results by seq.
@@ -55,21 +55,29 @@ std::string EncodeCommand(const pb::Request& req, uint64_t now_ms);
 
 class ReplicatedKv final : public replication::StateMachine {
  public:
-  ReplicatedKv(storage::Engine* engine, uint32_t shard_count)
-      : engine_(engine), kv_(engine), shards_(ShardRanges::Uniform(shard_count)) {}
+  // `snapshots` makes, moves and holds the SST files of this node's shard snapshots.
+  ReplicatedKv(storage::Engine* engine, uint32_t shard_count, SnapshotStore* snapshots)
+      : engine_(engine), snapshots_(snapshots), kv_(engine), shards_(ShardRanges::Uniform(shard_count)) {}
   void Apply(uint64_t group, const std::vector<const replication::Entry*>& entries,
              storage::WriteBatch* batch, std::vector<std::any>* results) override;
-  // The image is every data key of the shard's hash range plus its dedup records, as
-  // (column family, key, value) triples. Bounded by kMaxSnapshotBytes so it fits one peer
-  // frame; a larger shard answers Unavailable (streaming SST files is future work).
-  Result<std::string> Snapshot(uint64_t group) override;
+  // A snapshot is the shard's hash range of the data column family and its dedup records
+  // in the meta column family, exported as SST files by the SnapshotStore; the image is
+  // its manifest. A follower fetches the files, and Restore ingests them, replacing both
+  // ranges (repeatable, as the driver requires).
+  void Snapshot(uint64_t group, std::function<void(Result<std::string>)> done) override;
+  bool NeedsFetch(std::string_view image) const override;
+  void Fetch(uint64_t group, std::string image, std::function<void(Result<std::string>)> done) override;
   Status Restore(uint64_t group, std::string_view image, storage::WriteBatch* batch) override;
+  void Restored(uint64_t group, std::string_view image) override;
   void OnWriteFailed() override;
   // Deletes shard `group`'s data and dedup records (the shard moved away), in *batch.
   void Drop(uint64_t group, storage::WriteBatch* batch);
 
  private:
+  std::vector<SnapshotRange> Ranges(uint64_t group) const;
+
   storage::Engine* const engine_;
+  SnapshotStore* const snapshots_;
   KvStateMachine kv_;
   const ShardRanges shards_;
   // group -> client -> record, as the engine holds them once the current batch commits.

@@ -1,5 +1,7 @@
 #include "server/server.h"
 
+#include <filesystem>
+
 #include <spdlog/spdlog.h>
 
 #include "common/asio.h"
@@ -63,7 +65,9 @@ void RenderReplicationMetrics(const replication::Driver& d, std::string* out) {
   counter("ringd_raft_messages_sent_total", "Raft messages handed to the peer transport.", st.messages_sent.load());
   counter("ringd_raft_leader_changes_total", "Times a shard's known leader changed.", st.leader_changes.load());
   counter("ringd_raft_compactions_total", "Log compactions.", st.compactions.load());
-  counter("ringd_raft_snapshots_sent_total", "State snapshots made for lagging followers.", st.snapshots_sent.load());
+  counter("ringd_raft_snapshots_made_total", "State snapshots made for lagging followers.", st.snapshots_made.load());
+  counter("ringd_raft_snapshots_sent_total", "Snapshot messages sent to lagging followers.", st.snapshots_sent.load());
+  counter("ringd_raft_snapshots_fetched_total", "Leader snapshots whose data this node fetched.", st.snapshots_fetched.load());
   counter("ringd_raft_snapshots_installed_total", "State snapshots received and installed.", st.snapshots_installed.load());
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.9f", st.write_nanos.load() / 1e9);
@@ -87,6 +91,20 @@ void RenderReplicationMetrics(const replication::Driver& d, std::string* out) {
   }
 }
 
+void RenderSnapshotMetrics(const SnapshotStats& st, std::string* out) {
+  auto metric = [&](const char* name, const char* type, const char* help, uint64_t v) {
+    *out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + name + " " +
+            std::to_string(v) + "\n";
+  };
+  metric("ringd_snapshot_exports_total", "counter", "Shard snapshots exported to SST files for followers.", st.exports.load());
+  metric("ringd_snapshot_export_bytes_total", "counter", "Bytes of those SST files.", st.export_bytes.load());
+  metric("ringd_snapshot_served_bytes_total", "counter", "Snapshot bytes sent to followers.", st.bytes_served.load());
+  metric("ringd_snapshot_fetches_total", "counter", "Snapshot fetches started by this node.", st.fetches.load());
+  metric("ringd_snapshot_fetch_failures_total", "counter", "Snapshot fetches that failed (Raft sends again).", st.fetch_failures.load());
+  metric("ringd_snapshot_fetched_bytes_total", "counter", "Snapshot bytes received.", st.fetch_bytes.load());
+  metric("ringd_snapshot_fetch_bytes_left", "gauge", "Bytes the running fetches still have to receive.", st.fetch_bytes_left.load());
+}
+
 std::string BoundAddress(const asio::ip::tcp::acceptor& a) {
   auto ep = a.local_endpoint();
   Endpoint out{ep.address().to_string(), ep.port()};
@@ -99,6 +117,7 @@ struct Server::Impl {
   asio::io_context io{1};
   std::unique_ptr<storage::Engine> engine;
   Metrics metrics;
+  std::unique_ptr<SnapshotStore> snapshots;
   std::unique_ptr<ReplicatedKv> state_machine;
   std::unique_ptr<sharding::MetaStateMachine> meta;
   std::unique_ptr<ClusterManager> manager;
@@ -162,7 +181,16 @@ Result<std::unique_ptr<Server>> Server::Create(Config config) {
   dopt.seed = std::random_device{}();
   dopt.compact_after = c.log_compact_after;
   dopt.retain = c.log_retain;
-  impl->state_machine = std::make_unique<ReplicatedKv>(impl->engine.get(), c.shard_count);
+  {
+    SnapshotStoreOptions so;
+    so.dir = (std::filesystem::path(c.data_dir) / "snapshots").string();
+    so.advertise = ReplicaAddress(impl->config, dopt.node_id);
+    so.workers = static_cast<int>(c.snapshot_workers);
+    so.fetch_bytes_per_sec = uint64_t{c.snapshot_rate_mb} << 20;
+    ASSIGN_OR_RETURN(auto pending, replication::PendingRestoreImages(impl->engine.get()));
+    ASSIGN_OR_RETURN(impl->snapshots, SnapshotStore::Open(impl->engine.get(), so, pending));
+  }
+  impl->state_machine = std::make_unique<ReplicatedKv>(impl->engine.get(), c.shard_count, impl->snapshots.get());
   impl->transport = std::make_unique<PeerTransport>(impl->io, dopt.node_id, std::move(others));
   ASSIGN_OR_RETURN(impl->driver, replication::Driver::Start(dopt, impl->engine.get(), impl->transport.get(),
                                                             impl->state_machine.get()));
@@ -211,6 +239,7 @@ Result<std::unique_ptr<Server>> Server::Create(Config config) {
     };
   }
   impl->node.metrics = &impl->metrics;
+  impl->node.snapshots = impl->snapshots.get();
   sharding::MetaStateMachine* meta = impl->meta.get();
   impl->node.cluster_map = [meta] { return meta->Map(); };
   ClusterManager* manager = impl->manager.get();
@@ -228,6 +257,7 @@ Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Server::~Server() {
   if (impl_ && impl_->driver) impl_->driver->Stop();
+  if (impl_ && impl_->snapshots) impl_->snapshots->Stop();
 }
 
 std::string Server::listen_address() const { return impl_->listen_address; }
@@ -311,6 +341,7 @@ HttpReply Server::Impl::HandleHttp(const std::string& path) {
                           std::chrono::steady_clock::now() - node.started).count();
     std::string text = metrics.Render(uptime, health.ok, health.disk_free_bytes, health.live_bytes, health.keys_estimate);
     RenderReplicationMetrics(*driver, &text);
+    RenderSnapshotMetrics(snapshots->stats(), &text);
     return {200, "text/plain; version=0.0.4", std::move(text)};
   }
   if (path == "/health") {
@@ -339,6 +370,7 @@ int Server::Run() {
   // proposal still pending is failed; its entry, if committed, is applied on restart),
   // close peer connections, then flush.
   m.driver->Stop();
+  m.snapshots->Stop();
   m.transport->Stop();
   Status s = m.engine->Flush();
   if (!s.ok()) {

@@ -7,6 +7,7 @@
 #include "sharding/cluster_map.h"
 #include "proto/wire.h"
 #include "server/replicated_kv.h"
+#include "server/snapshot_store.h"
 
 namespace ring::server {
 
@@ -23,6 +24,7 @@ RequestKind KindOf(const pb::Request& req) {
     case pb::Request::kPing: return RequestKind::kPing;
     case pb::Request::kNodeStatus: return RequestKind::kNodeStatus;
     case pb::Request::kClusterAdmin: return RequestKind::kClusterAdmin;
+    case pb::Request::kSnapshotChunk: return RequestKind::kSnapshotChunk;
     case pb::Request::kRaft:  // peer traffic is routed before the service; never counted here
     case pb::Request::BODY_NOT_SET: break;
   }
@@ -274,6 +276,21 @@ bool KvService::Handle(const pb::Request& req, pb::Response* resp, const Later& 
         return true;
       }
       return node_->cluster_admin(req, resp, later);
+    case pb::Request::kSnapshotChunk: {
+      if (node_->snapshots == nullptr) {
+        Fail(Status::InvalidArgument("this node holds no shard snapshots"), m, resp);
+        return true;
+      }
+      const auto& c = req.snapshot_chunk();
+      std::string data;
+      Status cs = node_->snapshots->ReadChunk(c.id(), c.file(), c.offset(), c.max_bytes(), &data);
+      if (!cs.ok()) {
+        Fail(cs, m, resp);
+        return true;
+      }
+      *resp->mutable_snapshot_chunk()->mutable_data() = std::move(data);
+      return true;
+    }
     case pb::Request::kPut:
       s = CheckKeyValue(req.put().key(), req.put().value());
       keys.push_back(req.put().key());

@@ -42,8 +42,11 @@ namespace ring::server {
 // HOST:PORT of node `id`: its address in `map` (may be null), else the static peer list.
 std::string MemberAddress(const sharding::ClusterMap* map, const Config& config, uint64_t id);
 
+class SnapshotStore;
+
 struct NodeContext {
   const Config* config = nullptr;
+  SnapshotStore* snapshots = nullptr;  // serves snapshot chunks to followers (null: none)
   storage::Engine* engine = nullptr;
   replication::Driver* driver = nullptr;
   Metrics* metrics = nullptr;

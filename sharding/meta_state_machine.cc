@@ -56,7 +56,9 @@ void MetaStateMachine::Apply(uint64_t, const std::vector<const replication::Entr
   }
 }
 
-Result<std::string> MetaStateMachine::Snapshot(uint64_t) { return EncodeMap(*Map()); }
+void MetaStateMachine::Snapshot(uint64_t, std::function<void(Result<std::string>)> done) {
+  done(EncodeMap(*Map()));
+}
 
 Status MetaStateMachine::Restore(uint64_t, std::string_view image, storage::WriteBatch* batch) {
   ASSIGN_OR_RETURN(ClusterMap map, DecodeMap(image));

@@ -40,7 +40,7 @@ class MetaStateMachine final : public replication::StateMachine {
 
   void Apply(uint64_t group, const std::vector<const replication::Entry*>& entries, storage::WriteBatch* batch,
              std::vector<std::any>* results) override;
-  Result<std::string> Snapshot(uint64_t group) override;
+  void Snapshot(uint64_t group, std::function<void(Result<std::string>)> done) override;
   Status Restore(uint64_t group, std::string_view image, storage::WriteBatch* batch) override;
   void OnWriteFailed() override;
 

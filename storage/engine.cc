@@ -805,10 +805,28 @@ Status Engine::DeleteRange(Cf cf, std::string_view begin, std::string_view end, 
   return impl_->FinishWrite(s, s.ok() ? std::string() : impl_->Context("delete range of", cf));
 }
 
+struct ReadView::Rep {
+  rocksdb::DB* db = nullptr;
+  const rocksdb::Snapshot* snapshot = nullptr;
+};
+
+ReadView::ReadView(std::unique_ptr<Rep> rep) : rep_(std::move(rep)) {}
+ReadView::~ReadView() {
+  if (rep_ && rep_->snapshot) rep_->db->ReleaseSnapshot(rep_->snapshot);
+}
+
+std::shared_ptr<const ReadView> Engine::NewReadView() const {
+  auto rep = std::make_unique<ReadView::Rep>();
+  rep->db = impl_->db.get();
+  rep->snapshot = impl_->db->GetSnapshot();
+  return std::shared_ptr<const ReadView>(new ReadView(std::move(rep)));
+}
+
 Result<std::vector<std::string>> Engine::ExportRange(Cf cf, std::string_view begin,
                                                      std::string_view end,
                                                      const std::string& out_dir,
-                                                     uint64_t max_file_bytes) {
+                                                     uint64_t max_file_bytes,
+                                                     const ReadView* view) const {
   RETURN_IF_ERROR(impl_->CheckCf(cf));
   const std::string ctx = impl_->Context("export of", cf) + " to " + out_dir;
   std::error_code ec;
@@ -821,6 +839,7 @@ Result<std::vector<std::string>> Engine::ExportRange(Cf cf, std::string_view beg
   rocksdb::ReadOptions ro;
   ro.fill_cache = false;  // a bulk copy should not evict the hot set
   ro.readahead_size = 2u << 20;
+  if (view != nullptr) ro.snapshot = view->rep_->snapshot;
   rocksdb::Slice upper(end.data(), end.size());
   if (!end.empty()) ro.iterate_upper_bound = &upper;
   std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(ro, impl_->Handle(cf)));
@@ -859,17 +878,15 @@ Result<std::vector<std::string>> Engine::ExportRange(Cf cf, std::string_view beg
   return files;
 }
 
-Status Engine::IngestRange(Cf cf, std::string_view begin, std::string_view end,
-                           const std::vector<std::string>& files) {
+Status Engine::CheckSstFiles(Cf cf, std::string_view begin, std::string_view end,
+                             const std::vector<std::string>& files) const {
   RETURN_IF_ERROR(impl_->CheckCf(cf));
   const std::string ctx = impl_->Context("ingest into", cf);
-  RETURN_IF_ERROR(impl_->PrepareWrite());
-
-  // Check every file before touching the DB, so a bad file changes nothing.
   for (const auto& file : files) {
     const std::string file_ctx = ctx + ": sst file " + file;
     rocksdb::SstFileReader reader(impl_->SstOptions(cf));
     rocksdb::Status s = reader.Open(file);
+    if (s.ok()) s = reader.VerifyChecksum();
     if (!s.ok()) return FromRocks(s, file_ctx);
     auto props = reader.GetTableProperties();
     // A tombstone in a file could delete keys outside the range; ExportRange writes none.
@@ -893,6 +910,17 @@ Status Engine::IngestRange(Cf cf, std::string_view begin, std::string_view end,
     }
     if (!it->status().ok()) return FromRocks(it->status(), file_ctx);
   }
+  return Status::OK();
+}
+
+Status Engine::IngestRange(Cf cf, std::string_view begin, std::string_view end,
+                           const std::vector<std::string>& files) {
+  RETURN_IF_ERROR(impl_->CheckCf(cf));
+  const std::string ctx = impl_->Context("ingest into", cf);
+  RETURN_IF_ERROR(impl_->PrepareWrite());
+
+  // Check every file before touching the DB, so a bad file changes nothing.
+  RETURN_IF_ERROR(CheckSstFiles(cf, begin, end, files));
 
   // The old contents go in the same ingestion as the new: a first file holding only a
   // range tombstone for [begin, end). Files of one ingestion that overlap get increasing
@@ -922,18 +950,40 @@ Status Engine::IngestRange(Cf cf, std::string_view begin, std::string_view end,
     }
     ingest.push_back(tombstone_file);
   }
-  ingest.insert(ingest.end(), files.begin(), files.end());
+  // The caller keeps its files. RocksDB moves what it ingests (a hard link, then deleting
+  // the name it was given), so it is given a second link of each file: no copy. Files on
+  // another filesystem cannot be linked; then RocksDB copies them all.
+  const fs::path tmp_dir = fs::path(impl_->options.dir) / kIngestTmpDir;
+  std::vector<std::string> links;
+  std::error_code dir_ec;
+  fs::create_directories(tmp_dir, dir_ec);
+  bool linked = !dir_ec;
+  for (size_t i = 0; linked && i < files.size(); ++i) {
+    const std::string& file = files[i];
+    std::string link = (tmp_dir / ("file-" + std::to_string(impl_->next_ingest.fetch_add(1)) + ".sst")).string();
+    std::error_code ec;
+    fs::create_hard_link(file, link, ec);
+    if (ec) {
+      linked = false;
+      break;
+    }
+    links.push_back(std::move(link));
+  }
+  auto remove_all = [](const std::vector<std::string>& paths) {
+    std::error_code ec;
+    for (const auto& p : paths) fs::remove(p, ec);
+  };
+  if (!linked) remove_all(links);
+  ingest.insert(ingest.end(), linked ? links.begin() : files.begin(), linked ? links.end() : files.end());
   if (ingest.empty()) return Status::OK();
 
   rocksdb::IngestExternalFileOptions io;
-  io.move_files = false;  // the caller keeps its files
+  io.move_files = linked;
   // Keep each file's sequence number in the MANIFEST instead of rewriting the file.
   io.write_global_seqno = false;
   rocksdb::Status s = impl_->db->IngestExternalFile(impl_->Handle(cf), ingest, io);
-  if (!tombstone_file.empty()) {
-    std::error_code ec;
-    fs::remove(tombstone_file, ec);
-  }
+  if (!tombstone_file.empty()) remove_all({tombstone_file});
+  if (linked) remove_all(links);  // left behind only if the ingestion failed
   return impl_->FinishWrite(s, ctx);
 }
 

@@ -82,6 +82,24 @@ struct EngineHealth {
   uint64_t keys_estimate = 0;
 };
 
+class Engine;
+
+// A consistent point-in-time view of the whole engine (a RocksDB snapshot), pinned until the
+// last reference goes. Taking one is cheap; it keeps old versions of overwritten keys
+// alive, so hold it only while exporting. Must not outlive its engine.
+class ReadView {
+ public:
+  ~ReadView();
+  ReadView(const ReadView&) = delete;
+  ReadView& operator=(const ReadView&) = delete;
+
+ private:
+  friend class Engine;
+  struct Rep;
+  explicit ReadView(std::unique_ptr<Rep> rep);
+  std::unique_ptr<Rep> rep_;
+};
+
 class Engine {
  public:
   static Result<std::unique_ptr<Engine>> Open(const EngineOptions& options);
@@ -106,12 +124,19 @@ class Engine {
   // Deletes [begin, end) of `cf` with a range tombstone.
   Status DeleteRange(Cf cf, std::string_view begin, std::string_view end, bool sync);
 
-  // Writes every key of [begin, end) in `cf`, from one snapshot, to SST files under
-  // `out_dir` (created). Returns the files in order; none if the range is empty.
-  // `max_file_bytes` bounds each file.
+  // Pins the engine's current state for a later ExportRange (see ReadView).
+  std::shared_ptr<const ReadView> NewReadView() const;
+  // Writes every key of [begin, end) in `cf`, as of `view` (null: one snapshot taken now),
+  // to SST files under `out_dir` (created), named `<cf>-NNNNNN.sst`. Returns the files in
+  // order; none if the range is empty. `max_file_bytes` bounds each file.
   Result<std::vector<std::string>> ExportRange(Cf cf, std::string_view begin,
                                                std::string_view end, const std::string& out_dir,
-                                               uint64_t max_file_bytes = 64ull << 20);
+                                               uint64_t max_file_bytes = 64ull << 20,
+                                               const ReadView* view = nullptr) const;
+  // Checks that `files` are SST files IngestRange would accept for [begin, end) of `cf`:
+  // readable, checksums intact, only puts, every key within the range. Corruption if not.
+  Status CheckSstFiles(Cf cf, std::string_view begin, std::string_view end,
+                       const std::vector<std::string>& files) const;
 
   // Ingests SST files produced by ExportRange into `cf`. Every key in them must lie within
   // [begin, end) (checked first; Corruption otherwise). Existing keys of [begin, end) are

@@ -45,7 +45,8 @@ class RecordingMachine : public StateMachine {
     return n;
   }
   // Image: the group's records, each as be64(key size) key be64(value size) value.
-  Result<std::string> Snapshot(uint64_t group) override {
+  void Snapshot(uint64_t group, std::function<void(Result<std::string>)> done) override { done(Image(group)); }
+  Result<std::string> Image(uint64_t group) {
     std::string image;
     RETURN_IF_ERROR(engine->Scan(storage::Cf::kData, "a/" + HashPrefix(group), "a/" + HashPrefix(group + 1),
                                  [&](std::string_view k, std::string_view v) {

@@ -1,15 +1,30 @@
-// The replicated state machine's snapshot image: round trip and hostile input.
+// The replicated state machine's snapshots: SST export, fetch over a real socket, ingest;
+// exactly-once state travelling with them; hostile manifests and chunk requests.
 #include "server/replicated_kv.h"
 
-#include <catch2/catch.hpp>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <cstring>
+#include <future>
+#include <random>
+#include <thread>
+
+#include "common/frame.h"
 #include "harness.h"
 #include "proto/ring.pb.h"
+#include "proto/wire.h"
+#include "server/snapshot_store.h"
 
 namespace ring::server {
 namespace {
 
 using Db = test::ScratchEngine;
+using namespace std::chrono_literals;
 
 replication::Entry PutEntry(uint64_t index, const std::string& k, const std::string& v, uint64_t client, uint64_t seq) {
   pb::Request r;
@@ -20,83 +35,386 @@ replication::Entry PutEntry(uint64_t index, const std::string& k, const std::str
   return replication::Entry{1, index, replication::EntryType::kNormal, EncodeCommand(r, 1000)};
 }
 
-TEST_CASE("a shard snapshot carries its keys and dedup table to another node", "[replicated_kv]") {
-  Db a, b;
-  ReplicatedKv kv_a(a.get(), 1), kv_b(b.get(), 1);
-  auto e1 = PutEntry(1, "k1", "v1", 7, 1);
-  auto e2 = PutEntry(2, "k2", "v2", 7, 2);
-  storage::WriteBatch batch;
-  std::vector<std::any> results;
-  kv_a.Apply(0, {&e1, &e2}, &batch, &results);
-  REQUIRE(a->Write(batch, false).ok());
+// Answers snapshot chunk requests on 127.0.0.1 from the store set with Serve(), one
+// connection at a time, as ringd's service does; `tamper` may rewrite each reply. Bounded:
+// stops on destruction.
+class ChunkServer {
+ public:
+  explicit ChunkServer(std::function<void(pb::Response*)> tamper = {}) : tamper_(std::move(tamper)) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(bind(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+    REQUIRE(listen(fd_, 4) == 0);
+    socklen_t len = sizeof sa;
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&sa), &len);
+    address_ = "127.0.0.1:" + std::to_string(ntohs(sa.sin_port));
+  }
+  ~ChunkServer() {
+    stop_ = true;
+    shutdown(fd_, SHUT_RDWR);
+    int c = conn_.load();
+    if (c >= 0) shutdown(c, SHUT_RDWR);
+    if (thread_.joinable()) thread_.join();
+    close(fd_);
+  }
+  void Serve(SnapshotStore* store) {
+    store_ = store;
+    thread_ = std::thread([this] { Loop(); });
+  }
+  const std::string& address() const { return address_; }
 
-  auto image = kv_a.Snapshot(0);
+ private:
+  void Loop() {
+    while (!stop_) {
+      int c = accept(fd_, nullptr, nullptr);
+      if (c < 0) return;
+      conn_ = c;
+      FrameReader reader;
+      char buf[65536];
+      bool ok = true;
+      while (ok) {
+        ssize_t n = recv(c, buf, sizeof buf, 0);
+        if (n <= 0) break;
+        reader.Feed(std::string_view(buf, static_cast<size_t>(n)));
+        for (;;) {
+          auto next = reader.Next();
+          if (!next.ok() || !next->has_value()) break;
+          pb::Request req;
+          req.ParseFromArray((*next)->data(), static_cast<int>((*next)->size()));
+          pb::Response resp;
+          resp.set_id(req.id());
+          const auto& cr = req.snapshot_chunk();
+          std::string data;
+          Status s = store_->ReadChunk(cr.id(), cr.file(), cr.offset(), cr.max_bytes(), &data);
+          if (s.ok()) *resp.mutable_snapshot_chunk()->mutable_data() = std::move(data);
+          else SetResponseStatus(s, &resp);
+          if (tamper_) tamper_(&resp);
+          std::string frame;
+          AppendResponseFrame(resp, &frame);
+          ok = send(c, frame.data(), frame.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(frame.size());
+          if (!ok) break;
+        }
+      }
+      conn_ = -1;
+      close(c);
+    }
+  }
+  SnapshotStore* store_ = nullptr;
+  std::function<void(pb::Response*)> tamper_;
+  int fd_ = -1;
+  std::atomic<int> conn_{-1};
+  std::atomic<bool> stop_{false};
+  std::string address_;
+  std::thread thread_;
+};
+
+// A node's engine, snapshot store and state machine (one shard covering the hash space).
+struct Node {
+  explicit Node(std::string advertise = "", uint64_t rate = 0, std::vector<std::string> keep = {}) {
+    SnapshotStoreOptions o;
+    o.dir = db.dir() + "/snapshots";
+    o.advertise = std::move(advertise);
+    o.fetch_bytes_per_sec = rate;
+    o.io_timeout = 3s;
+    auto s = SnapshotStore::Open(db.get(), o, keep);
+    REQUIRE(s.ok());
+    store = std::move(s).value();
+    kv = std::make_unique<ReplicatedKv>(db.get(), 1, store.get());
+  }
+  Result<std::string> Snapshot() {
+    std::promise<Result<std::string>> p;
+    kv->Snapshot(0, [&](Result<std::string> r) { p.set_value(std::move(r)); });
+    return p.get_future().get();
+  }
+  Result<std::string> Fetch(const std::string& image) {
+    std::promise<Result<std::string>> p;
+    kv->Fetch(0, image, [&](Result<std::string> r) { p.set_value(std::move(r)); });
+    return p.get_future().get();
+  }
+  void Apply(const std::vector<const replication::Entry*>& entries) {
+    storage::WriteBatch batch;
+    std::vector<std::any> results;
+    kv->Apply(0, entries, &batch, &results);
+    REQUIRE(db->Write(batch, false).ok());
+  }
+  // Fetches `image` from its source and installs it as the driver would.
+  void Install(const std::string& image) {
+    REQUIRE(kv->NeedsFetch(image));
+    auto local = Fetch(image);
+    REQUIRE(local.ok());
+    CHECK_FALSE(kv->NeedsFetch(*local));
+    storage::WriteBatch batch;
+    REQUIRE(kv->Restore(0, *local, &batch).ok());
+    REQUIRE(db->Write(batch, true).ok());
+    kv->Restored(0, *local);
+  }
+  std::string Get(const std::string& k) {
+    std::string v;
+    Status s = db->Get(storage::Cf::kData, DataKey(k), &v);
+    return s.ok() ? v : "<" + s.ToString() + ">";
+  }
+  size_t IncomingDirs() {
+    size_t n = 0;
+    for (const auto& e : std::filesystem::directory_iterator(db.dir() + "/snapshots/in")) n += e.is_directory();
+    return n;
+  }
+  Db db;
+  std::unique_ptr<SnapshotStore> store;
+  std::unique_ptr<ReplicatedKv> kv;
+};
+
+// Node a serves its snapshots through a ChunkServer; node b fetches them.
+struct Pair {
+  explicit Pair(std::function<void(pb::Response*)> tamper = {}, uint64_t rate = 0)
+      : server(std::move(tamper)), a(server.address()), b("", rate) {
+    server.Serve(a.store.get());
+  }
+  ChunkServer server;
+  Node a, b;
+};
+
+// 64 KiB that do not compress, different for every n.
+std::string Noise(int n) {
+  std::mt19937_64 rng(static_cast<uint64_t>(n) + 1);
+  std::string out(64 << 10, '\0');
+  for (size_t i = 0; i < out.size(); i += 8) {
+    uint64_t x = rng();
+    std::memcpy(&out[i], &x, 8);
+  }
+  return out;
+}
+
+SnapshotStoreOptions Opts(const std::string& db_dir) {
+  SnapshotStoreOptions o;
+  o.dir = db_dir + "/snapshots";
+  return o;
+}
+
+std::string Manifest(const pb::SnapshotManifest& m) {
+  std::string out;
+  m.SerializeToString(&out);
+  return out;
+}
+
+TEST_CASE("a shard snapshot moves as SST files and carries its keys and dedup table", "[replicated_kv]") {
+  Pair p;
+  // More than one chunk, and more than the 7 MiB a single Raft message could carry.
+  std::vector<replication::Entry> entries;
+  for (int i = 0; i < 160; ++i) entries.push_back(PutEntry(i + 1, "k" + std::to_string(i), Noise(i), 7, i + 1));
+  std::vector<const replication::Entry*> ptrs;
+  for (auto& e : entries) ptrs.push_back(&e);
+  p.a.Apply(ptrs);
+  // b holds a key a never had: the snapshot replaces b's range, not merges into it.
+  auto stale = PutEntry(1, "only-on-b", "x", 9, 1);
+  p.b.Apply({&stale});
+
+  auto image = p.a.Snapshot();
   REQUIRE(image.ok());
-  storage::WriteBatch restore;
-  REQUIRE(kv_b.Restore(0, *image, &restore).ok());
-  REQUIRE(b->Write(restore, false).ok());
-  std::string v;
-  REQUIRE(b->Get(storage::Cf::kData, DataKey("k2"), &v).ok());
-  CHECK(v == "v2");
+  CHECK(image->size() < 4096);  // Raft carries only the manifest
+  p.b.Install(*image);
+  CHECK(p.b.Get("k0") == Noise(0));
+  CHECK(p.b.Get("k159") == Noise(159));
+  CHECK(p.b.Get("only-on-b").find("NotFound") != std::string::npos);
+  CHECK(p.b.IncomingDirs() == 0);  // released once durable
+  CHECK(p.b.store->stats().fetch_bytes.load() > (8u << 20));
   // A retry of seq 2 on the new node is answered from the dedup table, not re-applied.
-  auto retry = PutEntry(3, "k2", "changed", 7, 2);
-  storage::WriteBatch again;
-  kv_b.Apply(0, {&retry}, &again, &results);
-  REQUIRE(b->Write(again, false).ok());
-  REQUIRE(b->Get(storage::Cf::kData, DataKey("k2"), &v).ok());
-  CHECK(v == "v2");
+  auto retry = PutEntry(200, "k1", "changed", 7, 2);
+  p.b.Apply({&retry});
+  CHECK(p.b.Get("k1") == Noise(1));
+  // The restore is repeatable (the driver redoes it after a crash) while its files exist.
+  auto again = p.b.Fetch(*image);
+  REQUIRE(again.ok());
+  storage::WriteBatch batch;
+  REQUIRE(p.b.kv->Restore(0, *again, &batch).ok());
+  REQUIRE(p.b.kv->Restore(0, *again, &batch).ok());
+  CHECK(p.b.Get("k1") == Noise(1));
+}
+
+TEST_CASE("an empty shard's snapshot empties the follower's range", "[replicated_kv]") {
+  Pair p;
+  auto e = PutEntry(1, "k", "v", 7, 1);
+  p.b.Apply({&e});
+  auto image = p.a.Snapshot();
+  REQUIRE(image.ok());
+  p.b.Install(*image);
+  CHECK(p.b.Get("k").find("NotFound") != std::string::npos);
 }
 
 TEST_CASE("a batch that was never written leaves no trace in the dedup table", "[replicated_kv]") {
-  Db db;
-  ReplicatedKv kv(db.get(), 1);
+  Node n;
   auto e1 = PutEntry(1, "k1", "v1", 7, 1);
   std::vector<std::any> results;
   storage::WriteBatch lost;
-  kv.Apply(0, {&e1}, &lost, &results);
-  kv.OnWriteFailed();  // the driver's write failed: the same entry comes again
-  storage::WriteBatch batch;
-  kv.Apply(0, {&e1}, &batch, &results);
-  REQUIRE(db->Write(batch, false).ok());
-  std::string v;
-  REQUIRE(db->Get(storage::Cf::kData, DataKey("k1"), &v).ok());
-  CHECK(v == "v1");
+  n.kv->Apply(0, {&e1}, &lost, &results);
+  n.kv->OnWriteFailed();  // the driver's write failed: the same entry comes again
+  n.Apply({&e1});
+  CHECK(n.Get("k1") == "v1");
 }
 
 TEST_CASE("a restored snapshot replaces the dedup records a node had cached", "[replicated_kv]") {
-  Db a, b;
-  ReplicatedKv kv_a(a.get(), 1), kv_b(b.get(), 1);
-  std::vector<std::any> results;
+  Pair p;
   // b applied seq 2 on its own (a divergent, uncommitted history a snapshot overrides).
   auto b2 = PutEntry(1, "k", "b-only", 7, 2);
-  storage::WriteBatch wb;
-  kv_b.Apply(0, {&b2}, &wb, &results);
-  REQUIRE(b->Write(wb, false).ok());
+  p.b.Apply({&b2});
   // a's state knows nothing of seq 2; b installs it, then seq 2 arrives through the log.
-  auto image = kv_a.Snapshot(0);
+  auto image = p.a.Snapshot();
   REQUIRE(image.ok());
-  storage::WriteBatch restore;
-  REQUIRE(kv_b.Restore(0, *image, &restore).ok());
-  REQUIRE(b->Write(restore, false).ok());
+  p.b.Install(*image);
   auto a2 = PutEntry(2, "k", "from-log", 7, 2);
-  storage::WriteBatch next;
-  kv_b.Apply(0, {&a2}, &next, &results);
-  REQUIRE(b->Write(next, false).ok());
-  std::string v;
-  REQUIRE(b->Get(storage::Cf::kData, DataKey("k"), &v).ok());
-  CHECK(v == "from-log");
+  p.b.Apply({&a2});
+  CHECK(p.b.Get("k") == "from-log");
 }
 
-TEST_CASE("a malformed snapshot image is refused and changes nothing", "[replicated_kv]") {
-  Db db;
-  ReplicatedKv kv(db.get(), 1);
-  for (std::string bad : {std::string(""), std::string(7, '\0'), std::string("\0\0\0\0\0\0\0\x01\x05", 9),
-                          std::string("\0\0\0\0\0\0\0\x01\0\xff\xff\xff\xff\xff\xff\xff\xff", 17)}) {
+TEST_CASE("malformed and hostile snapshot manifests are refused and change nothing", "[replicated_kv]") {
+  Pair p;
+  auto e = PutEntry(1, "k", "v", 7, 1);
+  p.b.Apply({&e});
+  auto good = p.a.Snapshot();
+  REQUIRE(good.ok());
+  pb::SnapshotManifest m;
+  REQUIRE(m.ParseFromString(*good));
+
+  std::vector<std::string> bad = {"", std::string(7, '\0'), "\xff\xff\xff"};
+  auto with = [&](auto edit) {
+    pb::SnapshotManifest x = m;
+    edit(&x);
+    return Manifest(x);
+  };
+  bad.push_back(with([](pb::SnapshotManifest* x) { x->set_id("../../etc"); }));
+  bad.push_back(with([](pb::SnapshotManifest* x) {
+    auto* f = x->add_files();
+    f->set_name("../escape.sst");
+    f->set_cf(0);
+  }));
+  bad.push_back(with([](pb::SnapshotManifest* x) {
+    auto* f = x->add_files();
+    f->set_name("raft.sst");
+    f->set_cf(1);  // the Raft log's column family is never part of a snapshot
+  }));
+  bad.push_back(with([](pb::SnapshotManifest* x) { x->set_total_bytes(x->total_bytes() + 1); }));
+  bad.push_back(with([](pb::SnapshotManifest* x) {
+    for (int i = 0; i < 5000; ++i) {
+      auto* f = x->add_files();
+      f->set_name("f" + std::to_string(i));
+    }
+  }));
+  bad.push_back(with([](pb::SnapshotManifest* x) { x->set_source("not an address"); }));
+  for (const auto& image : bad) {
+    auto r = p.b.Fetch(image);
+    CHECK_FALSE(r.ok());
     storage::WriteBatch batch;
-    Status s = kv.Restore(0, bad, &batch);
-    CHECK(s.code() == StatusCode::kCorruption);
+    CHECK_FALSE(p.b.kv->Restore(0, image, &batch).ok());
     CHECK(batch.count() == 0);
   }
+  // A remote manifest cannot be restored before it is fetched.
+  storage::WriteBatch batch;
+  CHECK(p.b.kv->Restore(0, *good, &batch).IsInvalidArgument());
+  CHECK(p.b.Get("k") == "v");
+  CHECK(p.b.IncomingDirs() == 0);
+}
+
+TEST_CASE("hostile chunk requests get clear errors", "[replicated_kv]") {
+  Pair p;
+  auto e = PutEntry(1, "k", "v", 7, 1);
+  p.a.Apply({&e});
+  auto image = p.a.Snapshot();
+  REQUIRE(image.ok());
+  pb::SnapshotManifest m;
+  REQUIRE(m.ParseFromString(*image));
+  REQUIRE(m.files_size() >= 1);
+  std::string data;
+  CHECK(p.a.store->ReadChunk("../x", 0, 0, 100, &data).IsInvalidArgument());
+  CHECK(p.a.store->ReadChunk("no-such-export", 0, 0, 100, &data).IsNotFound());
+  CHECK(p.a.store->ReadChunk(m.id(), 99, 0, 100, &data).IsInvalidArgument());
+  CHECK(p.a.store->ReadChunk(m.id(), 0, m.files(0).size() + 1, 100, &data).IsInvalidArgument());
+  REQUIRE(p.a.store->ReadChunk(m.id(), 0, 0, 0xffffffffu, &data).ok());  // capped, not refused
+  CHECK(data.size() == std::min<uint64_t>(m.files(0).size(), kSnapshotChunkBytes));
+  REQUIRE(p.a.store->ReadChunk(m.id(), 0, m.files(0).size(), 100, &data).ok());
+  CHECK(data.empty());
+}
+
+TEST_CASE("a source that sends too much, too little or damaged data fails the fetch cleanly", "[replicated_kv]") {
+  std::vector<replication::Entry> entries;
+  for (int i = 0; i < 40; ++i) entries.push_back(PutEntry(i + 1, "k" + std::to_string(i), Noise(i), 7, i + 1));
+  std::vector<const replication::Entry*> ptrs;
+  for (auto& e : entries) ptrs.push_back(&e);
+  std::vector<std::function<void(pb::Response*)>> tampers = {
+      [](pb::Response* r) { r->mutable_snapshot_chunk()->mutable_data()->append("extra"); },
+      [](pb::Response* r) { r->mutable_snapshot_chunk()->mutable_data()->pop_back(); },
+      [](pb::Response* r) {
+        auto* d = r->mutable_snapshot_chunk()->mutable_data();
+        if (d->size() > 5000) (*d)[4000] ^= 0x5a;  // same size, damaged block
+      },
+      [](pb::Response* r) { r->set_id(r->id() + 1000); },
+  };
+  for (auto& tamper : tampers) {
+    Pair p(tamper);
+    p.a.Apply(ptrs);
+    auto image = p.a.Snapshot();
+    REQUIRE(image.ok());
+    auto r = p.b.Fetch(*image);
+    CHECK_FALSE(r.ok());
+    CHECK(p.b.IncomingDirs() == 0);  // nothing half-fetched stays behind
+  }
+  // The source going away mid-way: the export was removed.
+  Pair p;
+  p.a.Apply(ptrs);
+  auto image = p.a.Snapshot();
+  REQUIRE(image.ok());
+  p.a.store->Stop();
+  p.a.store.reset();
+  p.a.store = std::move(SnapshotStore::Open(p.a.db.get(), Opts(p.a.db.dir()), {})).value();
+  auto r = p.b.Fetch(*image);
+  CHECK_FALSE(r.ok());
+}
+
+TEST_CASE("snapshot fetches keep to the configured byte rate", "[replicated_kv]") {
+  Pair p({}, /*rate=*/4u << 20);
+  std::vector<replication::Entry> entries;
+  for (int i = 0; i < 64; ++i) entries.push_back(PutEntry(i + 1, "k" + std::to_string(i), Noise(i), 7, i + 1));
+  std::vector<const replication::Entry*> ptrs;
+  for (auto& e : entries) ptrs.push_back(&e);
+  p.a.Apply(ptrs);
+  auto image = p.a.Snapshot();
+  REQUIRE(image.ok());
+  pb::SnapshotManifest m;
+  REQUIRE(m.ParseFromString(*image));
+  REQUIRE(m.total_bytes() > (3u << 20));
+  auto start = std::chrono::steady_clock::now();
+  p.b.Install(*image);
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  // A lower bound only: at 4 MiB/s, less the 0.8 MiB burst allowance, this cannot be faster.
+  CHECK(secs >= (static_cast<double>(m.total_bytes()) - (0.8 * (1 << 20))) / (4 << 20) * 0.95);
+  CHECK(p.b.Get("k63") == Noise(63));
+}
+
+TEST_CASE("a restart removes leftover snapshot files except those a pending restore needs", "[replicated_kv]") {
+  Pair p;
+  auto e = PutEntry(1, "k", "v", 7, 1);
+  p.a.Apply({&e});
+  auto image = p.a.Snapshot();
+  REQUIRE(image.ok());
+  auto kept = p.b.Fetch(*image);
+  auto dropped = p.b.Fetch(*image);
+  REQUIRE(kept.ok());
+  REQUIRE(dropped.ok());
+  // The second fetch of a shard replaces the first unless a restore holds it.
+  CHECK(p.b.IncomingDirs() == 1);
+  auto third = p.b.Fetch(*image);
+  REQUIRE(third.ok());
+  SnapshotStoreOptions o = Opts(p.b.db.dir());
+  p.b.kv.reset();
+  p.b.store.reset();
+  p.b.store = std::move(SnapshotStore::Open(p.b.db.get(), o, {*third})).value();
+  CHECK(p.b.IncomingDirs() == 1);
+  p.b.kv = std::make_unique<ReplicatedKv>(p.b.db.get(), 1, p.b.store.get());
+  storage::WriteBatch batch;
+  REQUIRE(p.b.kv->Restore(0, *third, &batch).ok());
+  CHECK(p.b.Get("k") == "v");
+  p.b.kv->Restored(0, *third);
+  CHECK(p.b.IncomingDirs() == 0);
 }
 
 }  // namespace

@@ -83,7 +83,8 @@ TEST_CASE("the map travels as the metadata group's snapshot", "[sharding]") {
   auto mb = MetaStateMachine::Open(b.get());
   REQUIRE((ma.ok() && mb.ok()));
   ApplyAll(**ma, a.get(), {E(1, InitChange())});
-  auto image = (*ma)->Snapshot(kMetaGroup);
+  Result<std::string> image = Status::Unavailable("not called");
+  (*ma)->Snapshot(kMetaGroup, [&](Result<std::string> r) { image = std::move(r); });
   REQUIRE(image.ok());
   storage::WriteBatch batch;
   REQUIRE((*mb)->Restore(kMetaGroup, *image, &batch).ok());
