@@ -45,7 +45,18 @@ class RecordingMachine : public StateMachine {
     return n;
   }
   // Image: the group's records, each as be64(key size) key be64(value size) value.
-  void Snapshot(uint64_t group, std::function<void(Result<std::string>)> done) override { done(Image(group)); }
+  // With `remote`, images name data "elsewhere" (a prefix) that Fetch must bring first.
+  void Snapshot(uint64_t group, std::function<void(Result<std::string>)> done) override {
+    auto image = Image(group);
+    if (image.ok() && remote) *image = "remote:" + *image;
+    done(std::move(image));
+  }
+  bool NeedsFetch(std::string_view image) const override { return image.starts_with("remote:"); }
+  void Fetch(uint64_t, std::string image, std::function<void(Result<std::string>)> done) override {
+    ++fetches;
+    done(image.substr(7));
+  }
+  void Restored(uint64_t, std::string_view) override { ++restores_durable; }
   Result<std::string> Image(uint64_t group) {
     std::string image;
     RETURN_IF_ERROR(engine->Scan(storage::Cf::kData, "a/" + HashPrefix(group), "a/" + HashPrefix(group + 1),
@@ -56,6 +67,8 @@ class RecordingMachine : public StateMachine {
     return image;
   }
   Status Restore(uint64_t group, std::string_view image, storage::WriteBatch* batch) override {
+    if (NeedsFetch(image)) return Status::InvalidArgument("restore of an image that was not fetched");
+    if (on_restore) on_restore();
     batch->DeleteRange(storage::Cf::kData, "a/" + HashPrefix(group), "a/" + HashPrefix(group + 1));
     auto u64 = [&](size_t at) {
       uint64_t v = 0;
@@ -75,6 +88,10 @@ class RecordingMachine : public StateMachine {
   }
   storage::Engine* engine = nullptr;
   int restored = 0;
+  bool remote = false;
+  int fetches = 0;
+  int restores_durable = 0;
+  std::function<void()> on_restore;
 };
 
 class Net : public Transport {
@@ -271,6 +288,48 @@ TEST_CASE("a node behind the leaders' compacted logs catches up from a state sna
   // And it keeps replicating normally afterwards.
   uint64_t after = c.Propose(0, "after");
   CHECK(c.AllApplied(0, after, "after"));
+}
+
+TEST_CASE("a snapshot whose data lives elsewhere is fetched before Raft installs it, and a crash mid-install is redone",
+          "[replication][driver]") {
+  Cluster c(/*compact_after=*/20, /*retain=*/5);
+  for (auto& n : c.nodes) n->sm.remote = true;
+  uint64_t first = c.Propose(0, "before");
+  REQUIRE(c.AllApplied(0, first, "before"));
+  c.nodes[2]->Crash(&c.net);
+  std::vector<std::pair<uint64_t, std::string>> missed;
+  for (int i = 0; i < 80; ++i) missed.emplace_back(c.Propose(0, "m" + std::to_string(i)), "m" + std::to_string(i));
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (c.nodes[0]->driver->stats().compactions.load() == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(5ms);
+  }
+  REQUIRE(c.nodes[0]->driver->stats().compactions.load() > 0);
+  // Node 3 comes back; its disk fails right after the restore ran (the restore record is
+  // durable, the batch finishing the install is not), and it crashes like that.
+  Node& n3 = *c.nodes[2];
+  std::atomic<bool> failed{false};
+  n3.sm.on_restore = [&] {
+    n3.faults->fail_writes_errno = ENOSPC;
+    failed = true;
+  };
+  n3.Open(&c.net);
+  deadline = std::chrono::steady_clock::now() + 10s;
+  while (!failed && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(5ms);
+  REQUIRE(failed);
+  CHECK(n3.sm.fetches >= 1);
+  CHECK(n3.sm.restores_durable == 0);
+  n3.Crash(&c.net);
+  n3.faults->fail_writes_errno = 0;
+  n3.sm.on_restore = nullptr;
+  int restored_before = n3.sm.restored;
+  n3.Open(&c.net);
+  // The install was finished at start, from the record, before the group ran.
+  CHECK(n3.sm.restored > restored_before);
+  CHECK(n3.sm.restores_durable >= 1);
+  for (auto& [index, d] : missed) CHECK(c.AllApplied(0, index, d));
+  uint64_t after = c.Propose(0, "after");
+  CHECK(c.AllApplied(0, after, "after"));
+  CHECK(n3.sm.Count(0) == n3.sm.Records(0));  // nothing applied twice
 }
 
 TEST_CASE("writes that fail on one node's disk are retried: nothing lost, nothing applied twice",
