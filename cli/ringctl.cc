@@ -386,6 +386,23 @@ class Commands {
     return kExitOk;
   }
 
+  // moves pause | resume.
+  int Moves(const std::string& verb) {
+    uint64_t version = 0;
+    Status s = client_->PauseMoves(verb == "pause", &version, call_);
+    if (!s.ok()) return ReportError(flags_, s);
+    if (flags_.json) {
+      JsonWriter w;
+      w.BeginObject().Key("ok").Bool(true).Key("moves_paused").Bool(verb == "pause");
+      w.Key("map_version").Uint(version).EndObject();
+      EmitJson(w);
+    } else {
+      EmitLine(std::string("OK: replica moves ") + (verb == "pause" ? "paused" : "resumed") + " (map version " +
+               std::to_string(version) + ")");
+    }
+    return kExitOk;
+  }
+
   // Asks every node in --cluster at once, so a dead node costs one timeout, not one each.
   int NodeStatus() {
     struct Report {
@@ -425,7 +442,8 @@ class Commands {
         w.Null();
       } else {
         w.BeginObject().Key("version").Uint(map->version).Key("cluster_id").Uint(map->cluster_id);
-        w.Key("replication_factor").Uint(map->replication_factor).Key("members").BeginArray();
+        w.Key("replication_factor").Uint(map->replication_factor).Key("moves_paused").Bool(map->moves_paused);
+        w.Key("members").BeginArray();
         for (const auto& m : map->members) {
           w.BeginObject().Key("id").Uint(m.id).Key("address").String(m.address).Key("state").String(m.state);
           w.Key("weight").Double(m.weight).EndObject();
@@ -495,9 +513,9 @@ class Commands {
     }
     PrintTable(rows);
     if (map) {
-      std::printf("cluster map: version %llu, %zu members, %zu shards, replication factor %u\n",
+      std::printf("cluster map: version %llu, %zu members, %zu shards, replication factor %u%s\n",
                   static_cast<unsigned long long>(map->version), map->members.size(), map->shards.size(),
-                  map->replication_factor);
+                  map->replication_factor, map->moves_paused ? ", replica moves PAUSED" : "");
     }
     if (!problems.empty()) {
       std::fflush(stdout);
@@ -592,6 +610,13 @@ int Main(int argc, char** argv) {
     node_verbs.push_back(sub);
   }
 
+  CLI::App* moves = command("moves", "Pause or resume replica moves cluster-wide");
+  moves->require_subcommand(1);
+  std::vector<CLI::App*> move_verbs;
+  move_verbs.push_back(moves->add_subcommand("pause", "Start no further replica move step (the map records it)"));
+  move_verbs.push_back(moves->add_subcommand("resume", "Start replica move steps again"));
+  for (CLI::App* sub : move_verbs) sub->fallthrough();
+
   PlaygroundOptions pg;
   CLI::App* playground = command("playground",
                                  "Run a local cluster of ringd nodes in the foreground; Ctrl-C stops it");
@@ -623,7 +648,7 @@ int Main(int argc, char** argv) {
       }
       if (!unknown.empty()) message = "unknown command \"" + unknown + "\"";
       else if (dynamic_cast<const CLI::RequiredError*>(&e) != nullptr) message = "no command given";
-      message += "; commands: get, put, del, cas, status, ping, shard locate, node drain|undrain|remove, playground";
+      message += "; commands: get, put, del, cas, status, ping, shard locate, node drain|undrain|remove, moves pause|resume, playground";
     }
     return UsageError(flags, message);
   }
@@ -667,6 +692,9 @@ int Main(int argc, char** argv) {
   if (locate->parsed()) return commands.Locate(key);
   for (CLI::App* verb : node_verbs) {
     if (verb->parsed()) return commands.Member(verb->get_name(), node_id, wait);
+  }
+  for (CLI::App* verb : move_verbs) {
+    if (verb->parsed()) return commands.Moves(verb->get_name());
   }
   return UsageError(flags, "no command given");
 }

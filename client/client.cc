@@ -814,6 +814,18 @@ Status Client::ChangeMember(uint64_t node_id, MemberChange change, uint64_t* map
   });
 }
 
+Status Client::PauseMoves(bool paused, uint64_t* map_version, const CallOptions& call) {
+  return Blocking(impl_.get(), [&](auto finish) {
+    pb::Request req;
+    req.mutable_cluster_admin()->set_op(paused ? pb::ClusterAdminRequest::PAUSE_MOVES
+                                               : pb::ClusterAdminRequest::RESUME_MOVES);
+    impl_->Submit(std::move(req), false, call, [map_version, finish](Status s, pb::Response* r) {
+      if (s.ok() && r && map_version) *map_version = r->cluster_admin().map_version();
+      finish(std::move(s));
+    });
+  });
+}
+
 Status Client::NodeStatus(std::string_view endpoint, NodeInfo* info, const CallOptions& call) {
   if (!endpoint.empty()) {
     auto ep = ParseEndpoint(endpoint);
@@ -842,6 +854,7 @@ Status Client::NodeStatus(std::string_view endpoint, NodeInfo* info, const CallO
           map.version = cm.version();
           map.cluster_id = cm.cluster_id();
           map.replication_factor = cm.replication_factor();
+          map.moves_paused = cm.moves_paused();
           for (const auto& m : cm.members()) {
             map.members.push_back({m.id(), m.address(), m.state() < 5 ? kStates[m.state()] : "unknown", m.weight()});
           }

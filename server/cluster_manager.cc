@@ -320,7 +320,10 @@ void ClusterManager::Control(const ClusterMap& map) {
       view.shards[p.shard()] = std::move(progress);
     }
   }
-  sharding::PlanResult plan = sharding::Plan(map, view, options_.controller);
+  sharding::ControllerOptions copts = options_.controller;
+  copts.paused = copts.paused || map.moves_paused;
+  copts.max_concurrent_moves = config_.max_concurrent_moves;
+  sharding::PlanResult plan = sharding::Plan(map, view, copts);
   for (const MapChange& change : plan.changes) {
     if (change.kind == MapChange::Kind::kSetReplicas) {
       spdlog::info("controller: shard {} at epoch {} -> voters {} learners {}", change.shard, change.expected_epoch,
@@ -364,13 +367,26 @@ bool ClusterManager::HandleAdmin(const pb::Request& req, pb::Response* resp,
     case pb::ClusterAdminRequest::DRAIN: change.state = sharding::MemberState::kDraining; break;
     case pb::ClusterAdminRequest::UNDRAIN: change.state = sharding::MemberState::kUp; break;
     case pb::ClusterAdminRequest::REMOVE: change.state = sharding::MemberState::kRemoved; break;
+    case pb::ClusterAdminRequest::PAUSE_MOVES:
+    case pb::ClusterAdminRequest::RESUME_MOVES:
+      change.kind = MapChange::Kind::kSetMovesPaused;
+      change.paused = a.op() == pb::ClusterAdminRequest::PAUSE_MOVES;
+      break;
     default: return fail(Status::InvalidArgument("unknown cluster admin operation " + std::to_string(a.op())));
   }
-  const sharding::Member* member = map->FindMember(a.node());
-  if (!member) return fail(Status::InvalidArgument("node " + std::to_string(a.node()) + " is not a member"));
-  if (member->state == change.state) {  // already so: idempotent
-    resp->mutable_cluster_admin()->set_map_version(map->version);
-    return true;
+  // Already so: idempotent.
+  if (change.kind == MapChange::Kind::kSetMovesPaused) {
+    if (map->moves_paused == change.paused) {
+      resp->mutable_cluster_admin()->set_map_version(map->version);
+      return true;
+    }
+  } else {
+    const sharding::Member* member = map->FindMember(a.node());
+    if (!member) return fail(Status::InvalidArgument("node " + std::to_string(a.node()) + " is not a member"));
+    if (member->state == change.state) {
+      resp->mutable_cluster_admin()->set_map_version(map->version);
+      return true;
+    }
   }
   if (auto checked = sharding::Apply(*map, change); !checked.ok()) return fail(checked.status());
   const uint64_t id = req.id();

@@ -130,6 +130,7 @@ Status ApplyToml(std::string_view toml_text, const std::string& origin, Config* 
     else if (key == "shutdown_grace_s") s = ReadUint(node, key, 0, 3600, &c->shutdown_grace_s);
     else if (key == "snapshot_rate_mb") s = ReadUint(node, key, 0, 1 << 20, &c->snapshot_rate_mb);
     else if (key == "snapshot_workers") s = ReadUint(node, key, 1, 64, &c->snapshot_workers);
+    else if (key == "max_concurrent_moves") s = ReadUint(node, key, 1, 1024, &c->max_concurrent_moves);
     else s = Status::InvalidArgument("unknown setting \"" + key + "\"");
     if (!s.ok()) {
       const auto& at = node.source().begin;
@@ -213,6 +214,7 @@ ParsedCommandLine ParseCommandLine(int argc, const char* const* argv) {
       {"--log-retain", "log_retain", "Applied entries kept after a compaction, for followers catching up (default 10000)"},
       {"--snapshot-rate-mb", "snapshot_rate_mb", "Cap on the MB/s this node fetches shard snapshots at (moves, catch-up); 0 = unlimited (default 0)"},
       {"--snapshot-workers", "snapshot_workers", "Snapshot exports and fetches this node runs at once (default 2)"},
+      {"--max-concurrent-moves", "max_concurrent_moves", "As metadata leader, shards with a replica move in flight at once (default 2)"},
   };
   for (const auto& f : int_flags) {
     app.add_option(f.flag, ints[f.key], f.help);

@@ -45,6 +45,7 @@ struct Config {
   uint32_t log_retain = 10000;         // applied entries kept after compaction
   uint32_t snapshot_rate_mb = 0;       // MB/s cap on fetching shard snapshots; 0 = none
   uint32_t snapshot_workers = 2;       // snapshot exports and fetches at once
+  uint32_t max_concurrent_moves = 2;   // shards with a replica move in flight (metadata leader)
   std::string ready_file;           // flag only: written once the node serves
 };
 

@@ -228,6 +228,9 @@ Result<ClusterMap> Apply(const ClusterMap& map, const MapChange& c) {
       it->second.leader_hint = c.node;
       break;
     }
+    case Kind::kSetMovesPaused:
+      next.moves_paused = c.paused;
+      break;
     default:
       return Invalid("unknown change kind " + std::to_string(static_cast<int>(c.kind)));
   }
@@ -275,6 +278,7 @@ void MapToProto(const ClusterMap& map, pb::ClusterMap* out_map) {
   p.set_version(map.version);
   p.set_replication_factor(map.replication_factor);
   p.set_next_shard_id(map.next_shard_id);
+  p.set_moves_paused(map.moves_paused);
   for (const auto& [id, m] : map.members) ToProto(m, p.add_members());
   for (const auto& [id, s] : map.shards) {
     pb::MapShard* out = p.add_shards();
@@ -299,6 +303,7 @@ Result<ClusterMap> DecodeMap(std::string_view bytes) {
   map.version = p.version();
   map.replication_factor = p.replication_factor();
   map.next_shard_id = p.next_shard_id();
+  map.moves_paused = p.moves_paused();
   for (const auto& pm : p.members()) {
     if (!map.members.emplace(pm.id(), FromProto(pm)).second) {
       return Status::Corruption("cluster map: member " + std::to_string(pm.id()) + " appears twice");
@@ -335,13 +340,14 @@ std::string EncodeChange(const MapChange& c) {
   p.set_expected_epoch(c.expected_epoch);
   for (NodeId n : c.voters) p.add_voters(n);
   for (NodeId n : c.learners) p.add_learners(n);
+  p.set_paused(c.paused);
   return p.SerializeAsString();
 }
 
 Result<MapChange> DecodeChange(std::string_view bytes) {
   pb::MapChange p;
   if (!ParseBounded(bytes, &p)) return Status::Corruption("cluster map change: not a valid encoding");
-  if (p.kind() > static_cast<uint32_t>(MapChange::Kind::kSetLeaderHint)) {
+  if (p.kind() > static_cast<uint32_t>(MapChange::Kind::kSetMovesPaused)) {
     return Status::Corruption("cluster map change: unknown kind " + std::to_string(p.kind()));
   }
   if (p.state() > static_cast<uint32_t>(MemberState::kRemoved)) {
@@ -368,6 +374,7 @@ Result<MapChange> DecodeChange(std::string_view bytes) {
   c.expected_epoch = p.expected_epoch();
   c.voters.assign(p.voters().begin(), p.voters().end());
   c.learners.assign(p.learners().begin(), p.learners().end());
+  c.paused = p.paused();
   return c;
 }
 

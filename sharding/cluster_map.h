@@ -75,6 +75,7 @@ struct ClusterMap {
   std::map<NodeId, Member> members;
   std::map<ShardId, ShardInfo> shards;  // by id; ranges sorted by start (see ShardOf)
   ShardId next_shard_id = 0;
+  bool moves_paused = false;  // operators paused replica moves (the controller plans none)
 
   bool initialized() const { return version > 0; }
   // The shard whose range holds `hash`; nullopt only for an uninitialised map.
@@ -94,6 +95,7 @@ struct MapChange {
     kSetReplicas = 3,     // shard, expected_epoch, voters, learners: a new epoch
     kSplitShard = 4,      // shard, expected_epoch: the upper half becomes next_shard_id
     kSetLeaderHint = 5,   // shard, node: routing hint only; no new epoch
+    kSetMovesPaused = 6,  // paused: stop (or resume) planning replica moves
   };
   Kind kind = Kind::kInit;
   uint64_t cluster_id = 0;
@@ -106,6 +108,7 @@ struct MapChange {
   uint64_t expected_epoch = 0;
   std::vector<NodeId> voters;
   std::vector<NodeId> learners;
+  bool paused = false;
 };
 
 // Limits on what a map may hold, so a hostile or corrupt entry cannot blow up memory.

@@ -586,6 +586,32 @@ TEST_CASE("ringctl node drain and remove explain what they refuse", "[integratio
   CHECK(Ctl(node.address(), {"put", "k", "v"}).exit_code == 0);
 }
 
+TEST_CASE("ringctl moves pause and resume are recorded in the cluster map", "[integration][ringctl]") {
+  TempDir dir;
+  Ringd node(NodeIn(dir));
+  auto paused = [&] {
+    auto st = Ctl(node.address(), {"--json", "status"});
+    Json o = ParseOneObject(st.out);
+    return o["cluster_map"]["moves_paused"].boolean;
+  };
+  CHECK_FALSE(paused());
+  auto pause = Ctl(node.address(), {"--json", "moves", "pause"});
+  INFO(Show(pause));
+  CHECK(pause.exit_code == 0);
+  CHECK(ParseOneObject(pause.out)["moves_paused"].boolean);
+  CHECK(Ctl(node.address(), {"moves", "pause"}).exit_code == 0);  // idempotent
+  CHECK(paused());
+  auto text = Ctl(node.address(), {"status"});
+  CHECK(text.out.find("replica moves PAUSED") != std::string::npos);
+  auto resume = Ctl(node.address(), {"moves", "resume"});
+  INFO(Show(resume));
+  CHECK(resume.exit_code == 0);
+  CHECK(resume.out.find("resumed") != std::string::npos);
+  CHECK_FALSE(paused());
+  auto bad = Ctl(node.address(), {"moves", "stop"});
+  CHECK(bad.exit_code == 64);
+}
+
 TEST_CASE("ringctl ping reports OK from a serving node", "[integration][ringctl]") {
   TempDir dir;
   Ringd node(NodeIn(dir));

@@ -156,6 +156,27 @@ TEST_CASE("a split halves the range; both halves get a new epoch", "[sharding]")
   CHECK(m.Validate().ok());
 }
 
+TEST_CASE("pausing moves is a versioned map change that survives encoding", "[sharding]") {
+  ClusterMap map = Must(Apply(ClusterMap{}, Init(4, {M(1), M(2), M(3)})));
+  MapChange pause;
+  pause.kind = MapChange::Kind::kSetMovesPaused;
+  pause.paused = true;
+  ClusterMap paused = Must(Apply(map, pause));
+  CHECK(paused.moves_paused);
+  CHECK(paused.version == map.version + 1);
+  auto back = DecodeMap(EncodeMap(paused));
+  REQUIRE(back.ok());
+  CHECK(back->moves_paused);
+  auto c = DecodeChange(EncodeChange(pause));
+  REQUIRE(c.ok());
+  CHECK(c->kind == MapChange::Kind::kSetMovesPaused);
+  CHECK(c->paused);
+  pause.paused = false;
+  CHECK_FALSE(Must(Apply(paused, pause)).moves_paused);
+  // Not before init.
+  CHECK(Apply(ClusterMap{}, pause).status().IsInvalidArgument());
+}
+
 TEST_CASE("maps and changes survive their encoding, and hostile bytes are refused", "[sharding]") {
   ClusterMap map = Must(Apply(ClusterMap{}, Init(16, {M(1), M(2), M(3)})));
   map = Must(Apply(map, SetReplicas(3, map.shards[3].epoch, {2, 3}, {1})));

@@ -78,6 +78,7 @@ struct ClusterMapInfo {
   uint64_t version = 0;  // 0: the node holds no map (yet)
   uint64_t cluster_id = 0;
   uint32_t replication_factor = 0;
+  bool moves_paused = false;  // operators paused replica moves
   std::vector<Member> members;
   std::vector<Shard> shards;
 };
@@ -153,6 +154,11 @@ class Client {
   enum class MemberChange { kDrain, kUndrain, kRemove };
   Status ChangeMember(uint64_t node_id, MemberChange change, uint64_t* map_version = nullptr,
                       const CallOptions& call = {});
+  // Pauses (or resumes) replica moves cluster-wide: the controller starts no further move
+  // step while paused (steps already proposed complete; nothing is rolled back). The
+  // setting is in the replicated map, so it survives a change of metadata leader.
+  // Idempotent. *map_version as for ChangeMember.
+  Status PauseMoves(bool paused, uint64_t* map_version = nullptr, const CallOptions& call = {});
 
   // Asynchronous variants: same contracts; the callback gets the Status and the result.
   using StatusCallback = std::function<void(Status)>;
