@@ -56,7 +56,7 @@ struct Driver::Group {
   // Leader: the image last made for followers, when it was last handed out, and whether
   // a new one is being made. Follower: the leader image being fetched ("" if none).
   std::optional<Snapshot> snapshot;
-  Clock::time_point snapshot_used{};
+  Clock::time_point snapshot_made{}, snapshot_used{};
   bool snapshot_pending = false;
   std::string fetching;
   std::string restored;  // an image restored by OpenGroup, to report Restored once written
@@ -166,7 +166,8 @@ Status Driver::StartGroup(Group& group) {
 Result<Snapshot> Driver::SnapshotFor(Group& g) {
   // An image is good while the log continues from it: a follower that installs it can
   // then catch up from the log.
-  if (g.snapshot && g.snapshot->meta.index + 1 >= g.log->FirstIndex()) {
+  if (g.snapshot && g.snapshot->meta.index + 1 >= g.log->FirstIndex() &&
+      Clock::now() - g.snapshot_made < options_.snapshot_reuse) {
     g.snapshot_used = Clock::now();
     stats_.snapshots_sent.fetch_add(1, std::memory_order_relaxed);
     return *g.snapshot;
@@ -213,6 +214,7 @@ void Driver::TakeSnapshots(std::vector<SnapshotMade>* made, std::vector<Snapshot
     }
     stats_.snapshots_made.fetch_add(1, std::memory_order_relaxed);
     g.snapshot = Snapshot{sm.meta, std::move(sm.image).value()};
+    g.snapshot_made = Clock::now();
   }
   made->clear();
   for (auto& f : *fetched) {

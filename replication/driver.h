@@ -131,6 +131,10 @@ struct DriverOptions {
   uint64_t compact_after = 20000;
   uint64_t retain = 10000;
   std::chrono::milliseconds snapshot_hold{60000};
+  // An image is handed out for at most this long after it was made, then a fresh one is
+  // made: a state machine may delete old images' data (SnapshotStore keeps an export at
+  // least 10 minutes, and as long as it is being read).
+  std::chrono::milliseconds snapshot_reuse{300000};
 };
 
 // Counters for the metrics endpoint. Updated by the driver thread.

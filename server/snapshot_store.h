@@ -15,7 +15,8 @@
 //             the restore is durable.
 //
 // Lifetimes: exports live until a newer export of the same shard has replaced them and
-// they were not read for a minute, or until they were idle for `export_ttl`; fetched files
+// they were not read for a minute, or until they were idle for `export_ttl` (both checked
+// whenever another export completes); fetched files
 // until Release(), until the next fetch of the same shard (unless a restore holds them),
 // or until the next start. Open() wipes leftovers except fetched files a pending restore
 // names (see replication::Driver: a restore interrupted by a crash is redone at start).
