@@ -4,6 +4,8 @@
 
 #include <cassert>
 #include <optional>
+#include <string>
+#include <system_error>
 #include <utility>
 #include <variant>
 
@@ -36,6 +38,9 @@ class [[nodiscard]] Result {
  private:
   std::variant<T, Status> v_;
 };
+
+// The text of errno value `err`, e.g. "No space left on device".
+inline std::string ErrnoText(int err) { return std::error_code(err, std::generic_category()).message(); }
 
 }  // namespace ring
 

@@ -266,28 +266,23 @@ std::shared_ptr<Driver::Published> Driver::Lookup(uint64_t group) const {
   return it == table->end() ? nullptr : it->second;
 }
 
+template <typename T>
+bool Driver::Queue(std::vector<T>* queue, T* item) {
+  std::lock_guard lock(mu_);
+  if (stopping_) return false;
+  queue->push_back(std::move(*item));
+  cv_.notify_one();
+  return true;
+}
+
 void Driver::AddGroup(GroupSpec spec, std::function<void(Status)> done) {
-  {
-    std::lock_guard lock(mu_);
-    if (!stopping_) {
-      adds_.emplace_back(std::move(spec), std::move(done));
-      cv_.notify_one();
-      return;
-    }
-  }
-  done(Status::Unavailable("node is shutting down"));
+  std::pair<GroupSpec, std::function<void(Status)>> item{std::move(spec), std::move(done)};
+  if (!Queue(&adds_, &item)) item.second(Status::Unavailable("node is shutting down"));
 }
 
 void Driver::RemoveGroup(uint64_t group, std::function<void(Status)> done) {
-  {
-    std::lock_guard lock(mu_);
-    if (!stopping_) {
-      removes_.emplace_back(group, std::move(done));
-      cv_.notify_one();
-      return;
-    }
-  }
-  done(Status::Unavailable("node is shutting down"));
+  std::pair<uint64_t, std::function<void(Status)>> item{group, std::move(done)};
+  if (!Queue(&removes_, &item)) item.second(Status::Unavailable("node is shutting down"));
 }
 
 void Driver::AddGroups(std::vector<std::pair<GroupSpec, std::function<void(Status)>>>* adds) {
@@ -422,15 +417,8 @@ void Driver::ReadIndex(uint64_t group, std::function<void(Status)> done) {
     done(Status::InvalidArgument("no replication group " + std::to_string(group)));
     return;
   }
-  {
-    std::lock_guard lock(mu_);
-    if (!stopping_) {
-      reads_.emplace_back(group, std::move(done));
-      cv_.notify_one();
-      return;
-    }
-  }
-  done(Status::Unavailable("node is shutting down"));
+  std::pair<uint64_t, std::function<void(Status)>> item{group, std::move(done)};
+  if (!Queue(&reads_, &item)) item.second(Status::Unavailable("node is shutting down"));
 }
 
 void Driver::StartReads(std::vector<std::pair<uint64_t, std::function<void(Status)>>>* reads) {

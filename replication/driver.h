@@ -246,6 +246,9 @@ class Driver {
   void Loop();
   // Queues a proposal for the driver thread (or fails it: group not hosted, stopping).
   void Enqueue(Proposal p);
+  // Moves *item onto `queue` for the driver thread; false (item untouched) once stopping.
+  template <typename T>
+  bool Queue(std::vector<T>* queue, T* item);
   void Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* proposals, int ticks);
   void StartReads(std::vector<std::pair<uint64_t, std::function<void(Status)>>>* reads);
   void PublishLeases(std::chrono::steady_clock::time_point tick_time);

@@ -22,6 +22,13 @@ const char* RequestKindLabel(RequestKind k) {
   return "unknown";
 }
 
+void AppendMetric(std::string* out, std::string_view name, std::string_view type, std::string_view help,
+                  uint64_t value) {
+  std::string n(name);
+  *out += "# HELP " + n + " " + std::string(help) + "\n# TYPE " + n + " " + std::string(type) + "\n" + n + " " +
+          std::to_string(value) + "\n";
+}
+
 void SecondsHistogram::Observe(double seconds) {
   size_t i = 0;
   while (i < kBounds.size() && seconds > kBounds[i]) ++i;
@@ -56,12 +63,10 @@ std::string Metrics::Render(uint64_t uptime_ms, bool disk_ok, uint64_t disk_free
                             uint64_t live_bytes, uint64_t keys_estimate) const {
   std::string out;
   auto counter = [&](const std::string& name, const std::string& help, uint64_t v) {
-    out += "# HELP " + name + " " + help + "\n# TYPE " + name + " counter\n" + name + " " +
-           std::to_string(v) + "\n";
+    AppendMetric(&out, name, "counter", help, v);
   };
   auto gauge = [&](const std::string& name, const std::string& help, uint64_t v) {
-    out += "# HELP " + name + " " + help + "\n# TYPE " + name + " gauge\n" + name + " " +
-           std::to_string(v) + "\n";
+    AppendMetric(&out, name, "gauge", help, v);
   };
   out += "# HELP ringd_requests_total Requests received, by kind.\n# TYPE ringd_requests_total counter\n";
   for (size_t i = 0; i < requests.size(); ++i) {

@@ -33,6 +33,10 @@ class SecondsHistogram {
 enum class RequestKind { kGet, kPut, kDelete, kCas, kBatchGet, kBatchPut, kPing, kNodeStatus, kClusterAdmin, kSnapshotChunk, kInvalid, kCount };
 const char* RequestKindLabel(RequestKind k);
 
+// Appends one unlabelled metric in the Prometheus text format: HELP, TYPE, value.
+void AppendMetric(std::string* out, std::string_view name, std::string_view type, std::string_view help,
+                  uint64_t value);
+
 struct Metrics {
   std::array<std::atomic<uint64_t>, static_cast<size_t>(RequestKind::kCount)> requests{};
   std::array<std::atomic<uint64_t>, kStatusCodeCount> errors{};  // by StatusCode

@@ -53,10 +53,7 @@ Result<asio::ip::tcp::acceptor> Listen(asio::io_context& io, const Endpoint& ep,
 // index, apply lag and whether this node leads it.
 void RenderReplicationMetrics(const replication::Driver& d, std::string* out) {
   const auto& st = d.stats();
-  auto counter = [&](const char* name, const char* help, uint64_t v) {
-    *out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n" + name + " " +
-            std::to_string(v) + "\n";
-  };
+  auto counter = [&](const char* name, const char* help, uint64_t v) { AppendMetric(out, name, "counter", help, v); };
   counter("ringd_raft_writes_total", "Storage writes by the replication driver (all shards' Readys in one batch).", st.writes.load());
   counter("ringd_raft_fsyncs_total", "Of those, writes that were fsynced.", st.fsyncs.load());
   counter("ringd_raft_write_failures_total", "Driver writes that failed and were retried.", st.write_failures.load());
@@ -93,8 +90,7 @@ void RenderReplicationMetrics(const replication::Driver& d, std::string* out) {
 
 void RenderSnapshotMetrics(const SnapshotStats& st, std::string* out) {
   auto metric = [&](const char* name, const char* type, const char* help, uint64_t v) {
-    *out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + name + " " +
-            std::to_string(v) + "\n";
+    AppendMetric(out, name, type, help, v);
   };
   metric("ringd_snapshot_exports_total", "counter", "Shard snapshots exported to SST files for followers.", st.exports.load());
   metric("ringd_snapshot_export_bytes_total", "counter", "Bytes of those SST files.", st.export_bytes.load());

@@ -74,8 +74,6 @@ std::string Encode(const pb::SnapshotManifest& m) {
   return out;
 }
 
-std::string ErrnoText(int err) { return std::error_code(err, std::generic_category()).message(); }
-
 // A blocking TCP connection with a deadline on every wait, for the fetch workers.
 class ChunkConnection {
  public:

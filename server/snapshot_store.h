@@ -108,7 +108,8 @@ class SnapshotStore {
   // Fetches the files of remote manifest `image` for shard `group`; done(local manifest).
   // Every file must hold only keys of one of `ranges` (the shard's ranges on this node).
   void Fetch(uint64_t group, std::string image, std::vector<SnapshotRange> ranges, Done done);
-  // The files of a local manifest this store fetched, and holds them until Release().
+  // The files of a local manifest this store fetched (and checked with
+  // Engine::CheckSstFiles against the shard's ranges), held until Release().
   Result<std::vector<LocalSnapshotFile>> LocalFiles(std::string_view image);
   // Deletes the files of a local manifest (its restore is durable).
   void Release(std::string_view image);

@@ -139,10 +139,11 @@ class Engine {
                        const std::vector<std::string>& files) const;
 
   // Ingests SST files produced by ExportRange into `cf`. Every key in them must lie within
-  // [begin, end) (checked first; Corruption otherwise). Existing keys of [begin, end) are
-  // deleted in the same step, so after success the range holds exactly the files' keys.
+  // [begin, end): checked first with CheckSstFiles (Corruption otherwise) unless the
+  // caller already did (`checked`). Existing keys of [begin, end) are deleted in the same
+  // step, so after success the range holds exactly the files' keys.
   Status IngestRange(Cf cf, std::string_view begin, std::string_view end,
-                     const std::vector<std::string>& files);
+                     const std::vector<std::string>& files, bool checked = false);
 
   // Flushes memtables to SST files (used before a clean shutdown).
   Status Flush();

@@ -35,6 +35,17 @@ replication::Entry PutEntry(uint64_t index, const std::string& k, const std::str
   return replication::Entry{1, index, replication::EntryType::kNormal, EncodeCommand(r, 1000)};
 }
 
+// 64 KiB that do not compress, different for every n.
+std::string Noise(int n) {
+  std::mt19937_64 rng(static_cast<uint64_t>(n) + 1);
+  std::string out(64 << 10, '\0');
+  for (size_t i = 0; i < out.size(); i += 8) {
+    uint64_t x = rng();
+    std::memcpy(&out[i], &x, 8);
+  }
+  return out;
+}
+
 // Answers snapshot chunk requests on 127.0.0.1 from the store set with Serve(), one
 // connection at a time, as ringd's service does; `tamper` may rewrite each reply. Bounded:
 // stops on destruction.
@@ -139,6 +150,14 @@ struct Node {
     kv->Apply(0, entries, &batch, &results);
     REQUIRE(db->Write(batch, false).ok());
   }
+  // Puts keys k0..k<n-1> with Noise(i) values (client 7, seqs 1..n).
+  void ApplyNoise(int n) {
+    std::vector<replication::Entry> entries;
+    for (int i = 0; i < n; ++i) entries.push_back(PutEntry(i + 1, "k" + std::to_string(i), Noise(i), 7, i + 1));
+    std::vector<const replication::Entry*> ptrs;
+    for (auto& e : entries) ptrs.push_back(&e);
+    Apply(ptrs);
+  }
   // Fetches `image` from its source and installs it as the driver would.
   void Install(const std::string& image) {
     REQUIRE(kv->NeedsFetch(image));
@@ -175,17 +194,6 @@ struct Pair {
   Node a, b;
 };
 
-// 64 KiB that do not compress, different for every n.
-std::string Noise(int n) {
-  std::mt19937_64 rng(static_cast<uint64_t>(n) + 1);
-  std::string out(64 << 10, '\0');
-  for (size_t i = 0; i < out.size(); i += 8) {
-    uint64_t x = rng();
-    std::memcpy(&out[i], &x, 8);
-  }
-  return out;
-}
-
 SnapshotStoreOptions Opts(const std::string& db_dir) {
   SnapshotStoreOptions o;
   o.dir = db_dir + "/snapshots";
@@ -201,11 +209,7 @@ std::string Manifest(const pb::SnapshotManifest& m) {
 TEST_CASE("a shard snapshot moves as SST files and carries its keys and dedup table", "[replicated_kv]") {
   Pair p;
   // More than one chunk, and more than the 7 MiB a single Raft message could carry.
-  std::vector<replication::Entry> entries;
-  for (int i = 0; i < 160; ++i) entries.push_back(PutEntry(i + 1, "k" + std::to_string(i), Noise(i), 7, i + 1));
-  std::vector<const replication::Entry*> ptrs;
-  for (auto& e : entries) ptrs.push_back(&e);
-  p.a.Apply(ptrs);
+  p.a.ApplyNoise(160);
   // b holds a key a never had: the snapshot replaces b's range, not merges into it.
   auto stale = PutEntry(1, "only-on-b", "x", 9, 1);
   p.b.Apply({&stale});
@@ -336,10 +340,6 @@ TEST_CASE("hostile chunk requests get clear errors", "[replicated_kv]") {
 }
 
 TEST_CASE("a source that sends too much, too little or damaged data fails the fetch cleanly", "[replicated_kv]") {
-  std::vector<replication::Entry> entries;
-  for (int i = 0; i < 40; ++i) entries.push_back(PutEntry(i + 1, "k" + std::to_string(i), Noise(i), 7, i + 1));
-  std::vector<const replication::Entry*> ptrs;
-  for (auto& e : entries) ptrs.push_back(&e);
   std::vector<std::function<void(pb::Response*)>> tampers = {
       [](pb::Response* r) { r->mutable_snapshot_chunk()->mutable_data()->append("extra"); },
       [](pb::Response* r) { r->mutable_snapshot_chunk()->mutable_data()->pop_back(); },
@@ -351,7 +351,7 @@ TEST_CASE("a source that sends too much, too little or damaged data fails the fe
   };
   for (auto& tamper : tampers) {
     Pair p(tamper);
-    p.a.Apply(ptrs);
+    p.a.ApplyNoise(40);
     auto image = p.a.Snapshot();
     REQUIRE(image.ok());
     auto r = p.b.Fetch(*image);
@@ -360,7 +360,7 @@ TEST_CASE("a source that sends too much, too little or damaged data fails the fe
   }
   // The source going away mid-way: the export was removed.
   Pair p;
-  p.a.Apply(ptrs);
+  p.a.ApplyNoise(40);
   auto image = p.a.Snapshot();
   REQUIRE(image.ok());
   p.a.store->Stop();
@@ -372,11 +372,7 @@ TEST_CASE("a source that sends too much, too little or damaged data fails the fe
 
 TEST_CASE("snapshot fetches keep to the configured byte rate", "[replicated_kv]") {
   Pair p({}, /*rate=*/4u << 20);
-  std::vector<replication::Entry> entries;
-  for (int i = 0; i < 64; ++i) entries.push_back(PutEntry(i + 1, "k" + std::to_string(i), Noise(i), 7, i + 1));
-  std::vector<const replication::Entry*> ptrs;
-  for (auto& e : entries) ptrs.push_back(&e);
-  p.a.Apply(ptrs);
+  p.a.ApplyNoise(64);
   auto image = p.a.Snapshot();
   REQUIRE(image.ok());
   pb::SnapshotManifest m;
