@@ -445,10 +445,16 @@ void Playground::PrintBanner() const {
   }
   out += "\nCluster: " + cluster + "\n";
   if (nodes_.size() > 1) {
-    out += "\nEvery shard is replicated on all " + std::to_string(nodes_.size()) +
+    const size_t rf = std::min<size_t>(nodes_.size(), 3);
+    out += "\nEvery shard is replicated on " + (rf == nodes_.size() ? "all " : std::to_string(rf) + " of the ") +
+           std::to_string(nodes_.size()) +
            " nodes; a write commits once a majority has it on disk.\n"
            "Clients may start from any node: they are redirected to each shard's leader.\n";
   }
+  out += "\nAdd a node (it joins as the next member and takes its share of replicas):\n  " + CommandFor("ringd") +
+         " --data-dir " + (dir_ / ("n" + std::to_string(nodes_.size() + 1))).string() + " --listen 127.0.0.1:" +
+         std::to_string(options_.base_port + static_cast<int>(nodes_.size())) + " --metrics-listen off --join " +
+         nodes_.front().address + "\n";
   out += "\nTry (or `export RING_CLUSTER=" + cluster + "` and leave out --cluster):\n";
   out += "  " + ringctl + " --cluster " + cluster + " put greeting hello\n";
   out += "  " + ringctl + " --cluster " + cluster + " get greeting\n";

@@ -386,6 +386,28 @@ class Commands {
     return kExitOk;
   }
 
+  // cluster init: on the first node of --cluster.
+  int Init(uint32_t shards, uint32_t replication_factor) {
+    Client::InitResult r;
+    Status s = client_->InitCluster(nodes_.front(), shards, replication_factor, &r, call_);
+    if (!s.ok()) return ReportError(flags_, s);
+    char id[32];
+    std::snprintf(id, sizeof id, "%016llx", static_cast<unsigned long long>(r.cluster_id));
+    if (flags_.json) {
+      JsonWriter w;
+      w.BeginObject().Key("ok").Bool(true).Key("cluster_id").String(id).Key("node").Uint(r.node_id);
+      w.Key("already_initialized").Bool(r.already_initialized).Key("map_version").Uint(r.map_version).EndObject();
+      EmitJson(w);
+    } else if (r.already_initialized) {
+      EmitLine("OK: " + nodes_.front() + " already belongs to cluster " + id + " (member " +
+               std::to_string(r.node_id) + "); nothing changed");
+    } else {
+      EmitLine("OK: created cluster " + std::string(id) + " on " + nodes_.front() +
+               " (member 1); nodes started with --join " + nodes_.front() + " now join it");
+    }
+    return kExitOk;
+  }
+
   // moves pause | resume.
   int Moves(const std::string& verb) {
     uint64_t version = 0;
@@ -617,6 +639,18 @@ int Main(int argc, char** argv) {
   move_verbs.push_back(moves->add_subcommand("resume", "Start replica move steps again"));
   for (CLI::App* sub : move_verbs) sub->fallthrough();
 
+  CLI::App* cluster = command("cluster", "Create the cluster");
+  cluster->require_subcommand(1);
+  uint32_t init_shards = 0, init_rf = 0;
+  CLI::App* init = cluster->add_subcommand(
+      "init", "Create the cluster on the first node of --cluster (started with --join, not yet a member);\n"
+              "the other nodes join it. Idempotent: a node already in a cluster is left as it is");
+  init->fallthrough();
+  init->add_option("--shards", init_shards, "Shards to split the hash space into, 1-65536 (default: the node's shard_count)")
+      ->check(CLI::Range(1, 65536));
+  init->add_option("--replication-factor", init_rf, "Replicas per shard, 1-7 (default: the node's replication_factor)")
+      ->check(CLI::Range(1, 7));
+
   PlaygroundOptions pg;
   CLI::App* playground = command("playground",
                                  "Run a local cluster of ringd nodes in the foreground; Ctrl-C stops it");
@@ -648,7 +682,7 @@ int Main(int argc, char** argv) {
       }
       if (!unknown.empty()) message = "unknown command \"" + unknown + "\"";
       else if (dynamic_cast<const CLI::RequiredError*>(&e) != nullptr) message = "no command given";
-      message += "; commands: get, put, del, cas, status, ping, shard locate, node drain|undrain|remove, moves pause|resume, playground";
+      message += "; commands: get, put, del, cas, status, ping, shard locate, node drain|undrain|remove, moves pause|resume, cluster init, playground";
     }
     return UsageError(flags, message);
   }
@@ -696,6 +730,7 @@ int Main(int argc, char** argv) {
   for (CLI::App* verb : move_verbs) {
     if (verb->parsed()) return commands.Moves(verb->get_name());
   }
+  if (init->parsed()) return commands.Init(init_shards, init_rf);
   return UsageError(flags, "no command given");
 }
 

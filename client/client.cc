@@ -826,6 +826,32 @@ Status Client::PauseMoves(bool paused, uint64_t* map_version, const CallOptions&
   });
 }
 
+Status Client::InitCluster(std::string_view endpoint, uint32_t shard_count, uint32_t replication_factor,
+                           InitResult* result, const CallOptions& call) {
+  if (!endpoint.empty()) {
+    auto ep = ParseEndpoint(endpoint);
+    if (!ep.ok()) return ep.status();
+  }
+  return Blocking(impl_.get(), [&](auto finish) {
+    std::string target(endpoint);
+    asio::post(impl_->io(), [this, target, shard_count, replication_factor, result, finish, call]() mutable {
+      pb::Request req;
+      auto* a = req.mutable_cluster_admin();
+      a->set_op(pb::ClusterAdminRequest::INIT);
+      a->set_shard_count(shard_count);
+      a->set_replication_factor(replication_factor);
+      size_t node = target.empty() ? 0 : impl_->NodeIndex(target);
+      impl_->SubmitPinned(std::move(req), node, call, [result, finish](Status s, pb::Response* r) {
+        if (s.ok() && r && result) {
+          const auto& c = r->cluster_admin();
+          *result = InitResult{c.cluster_id(), c.node_id(), c.map_version(), c.already_initialized()};
+        }
+        finish(std::move(s));
+      });
+    });
+  });
+}
+
 Status Client::NodeStatus(std::string_view endpoint, NodeInfo* info, const CallOptions& call) {
   if (!endpoint.empty()) {
     auto ep = ParseEndpoint(endpoint);

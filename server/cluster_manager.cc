@@ -67,7 +67,8 @@ const char* ConfChangeName(ConfChangeType t) {
 
 }  // namespace
 
-ClusterManager::ClusterManager(asio::io_context& io, const Config& config, replication::Driver* driver,
+ClusterManager::ClusterManager(asio::io_context& io, const Config& config, NodeId self,
+                               std::optional<MapChange> bootstrap, replication::Driver* driver,
                                sharding::MetaStateMachine* meta, ReplicatedKv* kv, PeerTransport* transport,
                                storage::Engine* engine, ClusterManagerOptions options)
     : io_(io),
@@ -78,8 +79,9 @@ ClusterManager::ClusterManager(asio::io_context& io, const Config& config, repli
       transport_(transport),
       engine_(engine),
       options_(std::move(options)),
-      self_(ReplicaId(config)),
-      timer_(io) {}
+      self_(self),
+      timer_(io),
+      bootstrap_(std::move(bootstrap)) {}
 
 ClusterManager::~ClusterManager() { *alive_ = false; }
 
@@ -88,6 +90,20 @@ std::vector<NodeId> ClusterManager::MetaVoters(const Config& config) {
   const uint64_t n = config.peers.empty() ? 1 : config.peers.size();
   for (NodeId id = 1; id <= std::min<uint64_t>(n, sharding::kMaxMetaVoters); ++id) voters.push_back(id);
   return voters;
+}
+
+MapChange ClusterManager::StaticBootstrap(const Config& config) {
+  const uint64_t n = config.peers.empty() ? 1 : config.peers.size();
+  MapChange init;
+  init.kind = MapChange::Kind::kInit;
+  std::random_device rd;
+  init.cluster_id = (uint64_t{rd()} << 32 | rd()) | 1;
+  init.shard_count = config.shard_count;
+  init.replication_factor = static_cast<uint32_t>(std::min<uint64_t>(config.replication_factor, n));
+  for (NodeId id = 1; id <= n; ++id) {
+    init.members.push_back(sharding::Member{id, ReplicaAddress(config, id), sharding::MemberState::kUp, 1.0, 0});
+  }
+  return init;
 }
 
 sharding::ShardInfo ClusterManager::MetaReplicas(const ClusterMap& map) {
@@ -135,8 +151,22 @@ void ClusterManager::Tick() {
   if (leader && !meta_leader_) leader_since_ = Clock::now();
   meta_leader_ = leader;
   if (!map->initialized()) {
-    if (leader) InitStaticMap(*map);
+    if (leader) InitMap(*map);
     return;
+  }
+  if (map->version != seen_version_) {
+    seen_version_ = map->version;
+    if (on_map_) on_map_(*map);
+    for (auto& [id, reply] : init_waiters_) {
+      pb::Response out;
+      out.set_id(id);
+      auto* r = out.mutable_cluster_admin();
+      r->set_map_version(map->version);
+      r->set_cluster_id(map->cluster_id);
+      r->set_node_id(self_);
+      reply(std::move(out));
+    }
+    init_waiters_.clear();
   }
   auto groups = driver_->Groups();
   SyncGroups(*map, groups);
@@ -145,30 +175,21 @@ void ClusterManager::Tick() {
   if (leader && ticks_ % options_.control_every == 0) Control(*map);
 }
 
-void ClusterManager::InitStaticMap(const ClusterMap& map) {
-  if (init_in_flight_ || init_refused_) return;
-  const uint64_t n = config_.peers.empty() ? 1 : config_.peers.size();
-  MapChange init;
-  init.kind = MapChange::Kind::kInit;
-  std::random_device rd;
-  init.cluster_id = (uint64_t{rd()} << 32 | rd()) | 1;
-  init.shard_count = config_.shard_count;
-  init.replication_factor = static_cast<uint32_t>(std::min<uint64_t>(config_.replication_factor, n));
-  for (NodeId id = 1; id <= n; ++id) {
-    init.members.push_back(sharding::Member{id, ReplicaAddress(config_, id), sharding::MemberState::kUp, 1.0});
-  }
+void ClusterManager::InitMap(const ClusterMap& map) {
+  if (init_in_flight_ || init_refused_ || !bootstrap_) return;
   // Propose only what the map would accept: a refused entry would be refused forever.
-  if (auto checked = sharding::Apply(map, init); !checked.ok()) {
+  if (auto checked = sharding::Apply(map, *bootstrap_); !checked.ok()) {
     spdlog::error("cannot initialise the cluster map: {}", checked.status().ToString());
     init_refused_ = true;
     return;
   }
   init_in_flight_ = true;
-  driver_->Propose(kMetaGroup, sharding::EncodeChange(init), [this](Status s, std::any r) {
+  const uint32_t shards = bootstrap_->shard_count;
+  driver_->Propose(kMetaGroup, sharding::EncodeChange(*bootstrap_), [this, shards](Status s, std::any r) {
     if (s.ok() && r.has_value()) s = std::any_cast<sharding::MetaResult>(r).status;
-    Post([this, s] {
+    Post([this, s, shards] {
       init_in_flight_ = false;
-      if (s.ok()) spdlog::info("cluster map initialised: {} shards", config_.shard_count);
+      if (s.ok()) spdlog::info("cluster map initialised: {} shards", shards);
       else spdlog::info("cluster map init not applied ({}); will retry", s.ToString());
     });
   });
@@ -207,8 +228,9 @@ void ClusterManager::SyncGroups(const ClusterMap& map, const std::vector<GroupSt
       // Driver thread: the group is gone, so nothing applies to its range any more.
       if (s.ok()) {
         storage::WriteBatch batch;
-        kv_->Drop(id, &batch);
-        s = engine_->Write(batch, false).WithContext("deleting the data of shard " + std::to_string(id));
+        s = kv_->Drop(id, &batch);
+        if (s.ok()) s = engine_->Write(batch, false);
+        s = s.WithContext("deleting the data of shard " + std::to_string(id));
       }
       Post([this, id, s] {
         removing_.erase(id);
@@ -350,6 +372,19 @@ bool ClusterManager::HandleAdmin(const pb::Request& req, pb::Response* resp,
     SetResponseStatus(s, resp);
     return true;
   };
+  if (a.op() == pb::ClusterAdminRequest::INIT) {
+    if (map->initialized()) {
+      auto* r = resp->mutable_cluster_admin();
+      r->set_map_version(map->version);
+      r->set_cluster_id(map->cluster_id);
+      r->set_node_id(self_);
+      r->set_already_initialized(true);
+      return true;
+    }
+    if (!bootstrap_) return fail(Status::Unavailable("this node is joining a cluster; it cannot create one"));
+    init_waiters_.emplace_back(req.id(), later);  // answered once the bootstrap commits
+    return false;
+  }
   if (!map->initialized()) return fail(Status::Unavailable("the cluster map is not initialised yet; retry"));
   NodeId leader = driver_->HasGroup(kMetaGroup) ? driver_->LeaderOf(kMetaGroup) : replication::kNoNode;
   if (leader != self_) {
@@ -358,8 +393,10 @@ bool ClusterManager::HandleAdmin(const pb::Request& req, pb::Response* resp,
     fail(Status::NotLeader("cluster changes are made by the metadata leader" +
                            (address.empty() ? std::string(", which is not known yet") : "; it is " + address)));
     if (!address.empty()) resp->mutable_redirect()->set_leader(address);
+    resp->mutable_redirect()->set_map_version(map->version);
     return true;
   }
+  if (a.op() == pb::ClusterAdminRequest::JOIN) return HandleJoin(*map, req, resp, later);
   MapChange change;
   change.kind = MapChange::Kind::kSetMemberState;
   change.node = a.node();
@@ -401,6 +438,62 @@ bool ClusterManager::HandleAdmin(const pb::Request& req, pb::Response* resp,
     }
     if (s.ok()) out.mutable_cluster_admin()->set_map_version(version);
     else SetResponseStatus(s, &out);
+    later(std::move(out));
+  });
+  return false;
+}
+
+bool ClusterManager::HandleJoin(const ClusterMap& map, const pb::Request& req, pb::Response* resp,
+                                const std::function<void(pb::Response&&)>& later) {
+  const auto& a = req.cluster_admin();
+  auto fail = [resp](const Status& s) {
+    SetResponseStatus(s, resp);
+    return true;
+  };
+  auto endpoint = ParseEndpoint(a.address());
+  if (!endpoint.ok()) return fail(endpoint.status().WithContext("join: address"));
+  if (endpoint->port == 0 || endpoint->host == "0.0.0.0" || endpoint->host == "::") {
+    return fail(Status::InvalidArgument("join: " + a.address() + " is not an address other nodes can reach"));
+  }
+  if (a.join_token() == 0) return fail(Status::InvalidArgument("join: a join_token (non-zero) is required"));
+  const std::string address = endpoint->ToString();
+  auto answer = [](pb::Response* out, const ClusterMap& m, NodeId id) {
+    auto* r = out->mutable_cluster_admin();
+    r->set_map_version(m.version);
+    r->set_cluster_id(m.cluster_id);
+    r->set_node_id(id);
+  };
+  if (const sharding::Member* m = map.FindLiveMember(address)) {
+    if (m->join_token == a.join_token()) {  // a retry: the node did not hear the first answer
+      answer(resp, map, m->id);
+      sharding::MapToProto(map, resp->mutable_cluster_admin()->mutable_map());
+      return true;
+    }
+    return fail(Status::InvalidArgument(
+        "join: " + address + " is already member " + std::to_string(m->id) +
+        " (with other data); a node that lost its data joins under a new address, or after that member is "
+        "drained and removed"));
+  }
+  MapChange change;
+  change.kind = MapChange::Kind::kAddMember;
+  change.members.push_back(
+      sharding::Member{map.NextMemberId(), address, sharding::MemberState::kJoining, 1.0, a.join_token()});
+  if (auto checked = sharding::Apply(map, change); !checked.ok()) return fail(checked.status().WithContext("join"));
+  spdlog::info("node {} asks to join; it becomes member {}", address, change.members.front().id);
+  const uint64_t id = req.id();
+  const NodeId node = change.members.front().id;
+  sharding::MetaStateMachine* meta = meta_;
+  driver_->Propose(kMetaGroup, sharding::EncodeChange(change), [id, node, meta, later, answer](Status s, std::any r) {
+    pb::Response out;
+    out.set_id(id);
+    if (s.ok() && r.has_value()) s = std::any_cast<sharding::MetaResult>(r).status;
+    if (s.ok()) {
+      auto m = meta->Map();
+      answer(&out, *m, node);
+      sharding::MapToProto(*m, out.mutable_cluster_admin()->mutable_map());
+    } else {
+      SetResponseStatus(s.WithContext("join"), &out);
+    }
     later(std::move(out));
   });
   return false;

@@ -3,9 +3,10 @@
 // computed by the pure functions there (Apply, Plan); it only observes and proposes.
 //
 // Every `interval` on the I/O thread, each node:
-//   1. initialises the map once, if it leads the metadata log and the map is empty (the
-//      static cluster of --peers: every peer a member, the first RF of them founding every
-//      shard; the controller spreads replicas from there);
+//   1. initialises the map once, if it leads the metadata log, the map is empty and it was
+//      given a bootstrap change: a static cluster's (--peers: every peer a member, the first
+//      RF of them founding every shard), or the one `ringctl cluster init` chose. A node
+//      that joined never has one, so it never creates a cluster on its own;
 //   2. hosts the shard groups the map gives it: a group is added when the map lists this
 //      node as a voter or learner (founders bootstrap at epoch 1; a later replica starts
 //      empty and learns everything from the leader), and removed, with its data, once the
@@ -25,8 +26,11 @@
 //      deletes the range. Every step is level-triggered from committed state, so a crash
 //      of any node at any step resumes (or the controller rolls the learner back).
 //
-// Operator changes (drain, undrain, remove) arrive as ClusterAdmin requests and are
-// proposed by the metadata leader; other nodes redirect to it.
+// Operator changes (drain, undrain, remove, pause) and joins arrive as ClusterAdmin requests
+// and are proposed by the metadata leader; other nodes redirect to it. A JOIN gives the
+// node the next member id (kAddMember, as joining); a retry with the same join token gets
+// the same id, and another node asking for a live member's address is refused. INIT is
+// idempotent: on an initialised map it reports the cluster and changes nothing.
 //
 // Thread-safety: everything runs on the I/O thread, except callbacks from the driver,
 // which only post back to it.
@@ -36,6 +40,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -68,7 +73,10 @@ struct ClusterManagerOptions {
 
 class ClusterManager {
  public:
-  ClusterManager(asio::io_context& io, const Config& config, replication::Driver* driver,
+  // `self` is this node's member id; `bootstrap` the kInit change it proposes while the
+  // map is empty (none: wait to be told the map).
+  ClusterManager(asio::io_context& io, const Config& config, replication::NodeId self,
+                 std::optional<sharding::MapChange> bootstrap, replication::Driver* driver,
                  sharding::MetaStateMachine* meta, ReplicatedKv* kv, PeerTransport* transport,
                  storage::Engine* engine, ClusterManagerOptions options = {});
   ~ClusterManager();
@@ -80,6 +88,10 @@ class ClusterManager {
 
   // The founding metadata voters of a static cluster: peers 1..5 (or this node alone).
   static std::vector<replication::NodeId> MetaVoters(const Config& config);
+  // The kInit change of a static cluster (--peers, or a lone node), with a fresh cluster id.
+  static sharding::MapChange StaticBootstrap(const Config& config);
+  // Called on the I/O thread with every newly applied map version.
+  void OnMapChange(std::function<void(const sharding::ClusterMap&)> fn) { on_map_ = std::move(fn); }
   // Who should hold the metadata log: the first kMaxMetaVoters members by id that are up
   // or down (a down voter may come back; draining and removed ones hand over) as voters,
   // every other member that is not removed as a learner, so every node learns the map.
@@ -95,7 +107,9 @@ class ClusterManager {
  private:
   void Schedule();
   void Tick();
-  void InitStaticMap(const sharding::ClusterMap& map);
+  void InitMap(const sharding::ClusterMap& map);
+  bool HandleJoin(const sharding::ClusterMap& map, const pb::Request& req, pb::Response* resp,
+                  const std::function<void(pb::Response&&)>& later);
   void SyncGroups(const sharding::ClusterMap& map, const std::vector<replication::GroupStatus>& groups);
   void Reconcile(const sharding::ClusterMap& map, const std::vector<replication::GroupStatus>& groups);
   void Report(const std::vector<replication::GroupStatus>& groups);
@@ -118,8 +132,13 @@ class ClusterManager {
   uint64_t ticks_ = 0;
   bool started_ = false;
 
+  const std::optional<sharding::MapChange> bootstrap_;
+  std::function<void(const sharding::ClusterMap&)> on_map_;
+  uint64_t seen_version_ = 0;
   bool init_in_flight_ = false;
   bool init_refused_ = false;
+  // INIT requests answered once the bootstrap change commits: (request id, reply).
+  std::vector<std::pair<uint64_t, std::function<void(pb::Response&&)>>> init_waiters_;
   std::set<uint64_t> adding_, removing_, changing_;  // groups with a driver call in flight
   std::map<uint64_t, Clock::time_point> unlisted_since_;  // hosted groups the map dropped us from
   std::map<uint64_t, Clock::time_point> last_transfer_;   // leadership handed away while draining

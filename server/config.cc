@@ -91,13 +91,13 @@ Status ApplyToml(std::string_view toml_text, const std::string& origin, Config* 
           s = CheckLogLevel(v);
         }
       }
-    } else if (key == "peers") {
+    } else if (key == "peers" || key == "join") {
       // A list of strings, or one comma-separated string.
       std::string joined;
       if (const auto* arr = node.as_array()) {
         for (const auto& item : *arr) {
           if (!item.is_string()) {
-            s = Status::InvalidArgument("peers must be a list of \"HOST:PORT\" strings");
+            s = Status::InvalidArgument(key + " must be a list of \"HOST:PORT\" strings");
             break;
           }
           joined += (joined.empty() ? "" : ",") + *item.value<std::string>();
@@ -107,7 +107,7 @@ Status ApplyToml(std::string_view toml_text, const std::string& origin, Config* 
       }
       if (s.ok()) {
         auto eps = ParseEndpointList(joined);
-        if (eps.ok()) c->peers = *eps; else s = eps.status();
+        if (eps.ok()) (key == "peers" ? c->peers : c->join) = *eps; else s = eps.status();
       }
     } else if (key == "advertise") {
       std::string v;
@@ -149,6 +149,16 @@ Status Validate(const Config& c) {
     return Status::InvalidArgument("log_retain (" + std::to_string(c.log_retain) + ") must be below log_compact_after (" +
                                    std::to_string(c.log_compact_after) + ")");
   }
+  if (!c.peers.empty() && !c.join.empty()) {
+    return Status::InvalidArgument("give either peers (a static cluster) or join (join a cluster), not both");
+  }
+  if (!c.join.empty()) {
+    Endpoint self = c.advertise.value_or(c.listen);
+    if (self.port == 0 || self.host == "0.0.0.0" || self.host == "::" || self.host.empty()) {
+      return Status::InvalidArgument("a node that joins needs an address the others can reach; " + self.ToString() +
+                                     " is not one: set advertise (or listen on a fixed HOST:PORT)");
+    }
+  }
   if (!c.peers.empty()) {
     Endpoint self = c.advertise.value_or(c.listen);
     int found = 0;
@@ -175,7 +185,7 @@ uint64_t ReplicaId(const Config& c) {
 }
 
 std::string ReplicaAddress(const Config& c, uint64_t id) {
-  if (c.peers.empty()) return id == 1 ? c.advertise.value_or(c.listen).ToString() : "";
+  if (c.peers.empty()) return id == 1 && c.join.empty() ? c.advertise.value_or(c.listen).ToString() : "";
   return id >= 1 && id <= c.peers.size() ? c.peers[id - 1].ToString() : "";
 }
 
@@ -195,8 +205,9 @@ ParsedCommandLine ParseCommandLine(int argc, const char* const* argv) {
   app.add_option("--data-dir", data_dir, "Directory for the node's data (default ./ringd-data)");
   app.add_option("--sync-policy", sync_policy, "sync: fsync before acknowledging a write (default); async: no fsync, a crash can lose recent acknowledged writes");
   app.add_option("--log-level", log_level, "trace, debug, info (default), warn, error, critical, off");
-  std::string peers, advertise;
+  std::string peers, advertise, join;
   app.add_option("--peers", peers, "Every node of the cluster, HOST:PORT,HOST:PORT,... in the same order on each node (default: none, a one-node cluster)");
+  app.add_option("--join", join, "Join the cluster these nodes belong to, HOST:PORT,...; a node that has not joined yet waits for one of them (or for `ringctl cluster init`). Not with --peers");
   app.add_option("--advertise", advertise, "The HOST:PORT the peers list for this node (default: --listen)");
   struct IntFlag { const char* flag; const char* key; const char* help; };
   const IntFlag int_flags[] = {
@@ -263,6 +274,10 @@ ParsedCommandLine ParseCommandLine(int argc, const char* const* argv) {
   if (s.ok() && given("--peers")) {
     auto eps = ParseEndpointList(peers);
     if (eps.ok()) c.peers = *eps; else s = eps.status().WithContext("--peers");
+  }
+  if (s.ok() && given("--join")) {
+    auto eps = ParseEndpointList(join);
+    if (eps.ok()) c.join = *eps; else s = eps.status().WithContext("--join");
   }
   if (s.ok() && given("--advertise")) {
     auto ep = ParseEndpoint(advertise);

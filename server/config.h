@@ -38,6 +38,9 @@ struct Config {
   // same order); a node's replica id is 1 + its position, found by its advertise address
   // (default: listen). Empty: a one-node cluster, still replicated through a log.
   std::vector<Endpoint> peers;
+  // Dynamic membership instead: the node asks these (any members of the cluster) to join,
+  // gets a member id, and keeps it in its data directory. Not together with peers.
+  std::vector<Endpoint> join;
   std::optional<Endpoint> advertise;
   uint32_t tick_ms = 50;         // one Raft tick of the monotonic clock
   uint32_t election_ticks = 10;  // election timeout: election_ticks .. 2x-1 ticks
@@ -67,9 +70,11 @@ Status ApplyToml(std::string_view toml_text, const std::string& origin, Config* 
 // Checks cross-field rules after all sources are merged.
 Status Validate(const Config& config);
 
-// This node's replica id (1-based position among peers), or 1 with no peers.
+// A static cluster's replica id of this node (1-based position among peers), or 1 with
+// no peers. (A node that joins gets its id from the cluster instead.)
 uint64_t ReplicaId(const Config& config);
-// The address of replica `id` (1-based), as clients should reach it.
+// The address of replica `id` (1-based) of a static cluster, as clients should reach it;
+// "" if the static configuration does not know it.
 std::string ReplicaAddress(const Config& config, uint64_t id);
 
 }  // namespace ring::server

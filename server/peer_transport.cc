@@ -364,8 +364,8 @@ void PeerTransport::Shared::MarkUnreachable(NodeId id) {
 }
 
 PeerTransport::PeerTransport(asio::io_context& io, NodeId self, std::map<NodeId, Endpoint> peers,
-                             PeerTransportOptions options)
-    : shared_(std::make_shared<Shared>()) {
+                             PeerTransportOptions options, Resolver resolve)
+    : io_(io), shared_(std::make_shared<Shared>()), resolve_(std::move(resolve)) {
   shared_->options = options;
   shared_->self = self;
   for (auto& [id, endpoint] : peers) {
@@ -375,6 +375,7 @@ PeerTransport::PeerTransport(asio::io_context& io, NodeId self, std::map<NodeId,
 }
 
 PeerTransport::~PeerTransport() {
+  std::lock_guard lock(peers_mu_);
   for (auto& [id, peer] : peers_) {
     peer->MarkStopped();
     // Close on the I/O thread; if it never runs again, the handler is simply destroyed.
@@ -382,28 +383,39 @@ PeerTransport::~PeerTransport() {
   }
 }
 
+std::shared_ptr<PeerTransport::Peer> PeerTransport::Find(NodeId to) {
+  std::lock_guard lock(peers_mu_);
+  auto it = peers_.find(to);
+  if (it != peers_.end()) return it->second;
+  if (stopped_ || !resolve_ || to == shared_->self || to == replication::kNoNode) return nullptr;
+  std::optional<Endpoint> endpoint = resolve_(to);
+  if (!endpoint) return nullptr;
+  spdlog::debug("peer transport: node {} is at {}", to, endpoint->ToString());
+  return peers_.emplace(to, std::make_shared<Peer>(io_, to, std::move(*endpoint), shared_)).first->second;
+}
+
 void PeerTransport::Send(NodeId to, std::vector<GroupMessage> msgs) {
   if (msgs.empty()) return;
-  auto it = peers_.find(to);
-  if (it == peers_.end()) {
+  std::shared_ptr<Peer> peer = Find(to);
+  if (!peer) {
     shared_->stats.batches_dropped.fetch_add(1, std::memory_order_relaxed);
-    spdlog::debug("dropping {} message(s) for node {}: not a configured peer", msgs.size(), to);
+    spdlog::debug("dropping {} message(s) for node {}: not a known peer", msgs.size(), to);
     return;
   }
   std::string frames;
   uint64_t count = EncodeFrames(shared_->self, to, std::move(msgs), &shared_->stats, &frames);
-  if (count > 0) it->second->Enqueue(std::move(frames), count);
+  if (count > 0) peer->Enqueue(std::move(frames), count);
 }
 
 void PeerTransport::SendReport(NodeId to, const std::string& report) {
-  auto it = peers_.find(to);
-  if (it == peers_.end()) return;
+  std::shared_ptr<Peer> peer = Find(to);
+  if (!peer) return;
   pb::Request req;
   req.mutable_raft()->set_from_node(shared_->self);
   if (!req.mutable_raft()->mutable_report()->ParseFromString(report)) return;
   std::string frame;
   AppendRequestFrame(req, &frame);
-  it->second->Enqueue(std::move(frame), 1);
+  peer->Enqueue(std::move(frame), 1);
 }
 
 std::vector<NodeId> PeerTransport::TakeUnreachable() {
@@ -417,6 +429,8 @@ std::vector<NodeId> PeerTransport::TakeUnreachable() {
 }
 
 void PeerTransport::Stop() {
+  std::lock_guard lock(peers_mu_);
+  stopped_ = true;
   for (auto& [id, peer] : peers_) {
     peer->MarkStopped();
     peer->Close();

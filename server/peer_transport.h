@@ -18,6 +18,10 @@
 // driver can tell the Raft core (RaftCore::ReportUnreachable) to stop pipelining to it.
 // Batches of one Send, and of successive Sends from one thread, are never reordered.
 //
+// Peers: those given at construction, and any other node `resolve` finds an address for
+// (called on first Send to an unknown node, e.g. a member that joined after start; a node
+// it cannot resolve yet is dropped as unknown and asked again next time).
+//
 // Ownership: the transport owns its connections. The io_context must outlive it.
 // Thread-safety: Send, TakeUnreachable and stats() may be called from any thread; Send
 // encodes on the caller's thread and only posts to the I/O thread (it never blocks on
@@ -28,6 +32,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -67,8 +73,12 @@ class PeerTransport : public replication::Transport {
  public:
   // `self` is this node's replica id, sent in every batch; `peers` maps every other
   // node's replica id to its address.
+  // `peers` maps other nodes' replica ids to their addresses; `resolve` (may be null) finds
+  // the address of any other node, and may be called on any thread that sends.
+  using Resolver = std::function<std::optional<Endpoint>(replication::NodeId)>;
   PeerTransport(asio::io_context& io, replication::NodeId self,
-                std::map<replication::NodeId, Endpoint> peers, PeerTransportOptions options = {});
+                std::map<replication::NodeId, Endpoint> peers, PeerTransportOptions options = {},
+                Resolver resolve = nullptr);
   // Does not block on the I/O thread: marks every peer stopped and posts the closing.
   ~PeerTransport() override;
 
@@ -105,9 +115,15 @@ class PeerTransport : public replication::Transport {
     void MarkUnreachable(replication::NodeId id);
   };
 
-  // Constant after construction.
+  // The peer for node `to` (created if `resolve_` knows it), or null.
+  std::shared_ptr<Peer> Find(replication::NodeId to);
+
+  asio::io_context& io_;
   const std::shared_ptr<Shared> shared_;
-  std::map<replication::NodeId, std::shared_ptr<Peer>> peers_;
+  const Resolver resolve_;
+  std::mutex peers_mu_;
+  std::map<replication::NodeId, std::shared_ptr<Peer>> peers_;  // guarded by peers_mu_
+  bool stopped_ = false;                                          // guarded by peers_mu_
 };
 
 }  // namespace ring::server

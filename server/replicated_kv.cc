@@ -229,28 +229,43 @@ void ReplicatedKv::Apply(uint64_t group, const std::vector<const replication::En
   for (size_t i = 0; i < entries.size(); ++i) (*results)[i] = std::move(final_results[i]);
 }
 
-std::vector<SnapshotRange> ReplicatedKv::Ranges(uint64_t group) const {
-  auto shard = static_cast<ShardId>(group);
-  return {SnapshotRange{storage::Cf::kData, shards_.StartBound(shard), shards_.EndBound(shard)},
-          SnapshotRange{storage::Cf::kMeta, ClientPrefix(group), ClientPrefix(group + 1)}};
+ReplicatedKv::RangeSource ReplicatedKv::UniformRanges(uint32_t count) {
+  return [ranges = ShardRanges::Uniform(count)](uint64_t group) -> std::optional<HashRange> {
+    if (group >= ranges.count()) return std::nullopt;
+    const auto shard = static_cast<ShardId>(group);
+    return HashRange{ranges.Start(shard), shard + 1 < ranges.count() ? ranges.Start(shard + 1) : 0};
+  };
+}
+
+Result<std::vector<SnapshotRange>> ReplicatedKv::Ranges(uint64_t group) const {
+  std::optional<HashRange> r = ranges_(group);
+  if (!r) return Status::NotFound("shard " + std::to_string(group) + " is not in this node's cluster map");
+  return std::vector<SnapshotRange>{
+      SnapshotRange{storage::Cf::kData, HashPrefix(r->start), r->end == 0 ? std::string() : HashPrefix(r->end)},
+      SnapshotRange{storage::Cf::kMeta, ClientPrefix(group), ClientPrefix(group + 1)}};
 }
 
 void ReplicatedKv::Snapshot(uint64_t group, std::function<void(Result<std::string>)> done) {
-  snapshots_->Export(group, Ranges(group), std::move(done));
+  auto ranges = Ranges(group);
+  if (!ranges.ok()) return done(ranges.status());
+  snapshots_->Export(group, std::move(ranges).value(), std::move(done));
 }
 
 bool ReplicatedKv::NeedsFetch(std::string_view image) const { return SnapshotStore::IsRemote(image); }
 
 void ReplicatedKv::Fetch(uint64_t group, std::string image, std::function<void(Result<std::string>)> done) {
-  snapshots_->Fetch(group, std::move(image), Ranges(group), std::move(done));
+  auto ranges = Ranges(group);
+  if (!ranges.ok()) return done(ranges.status());
+  snapshots_->Fetch(group, std::move(image), std::move(ranges).value(), std::move(done));
 }
 
 Status ReplicatedKv::Restore(uint64_t group, std::string_view image, storage::WriteBatch*) {
   ASSIGN_OR_RETURN(std::vector<LocalSnapshotFile> files, snapshots_->LocalFiles(image));
+  ASSIGN_OR_RETURN(std::vector<SnapshotRange> ranges, Ranges(group));
   // Each range is replaced atomically; the driver's restore record covers the two steps.
   // The store checked the files when it fetched them: no second full read here, on the
   // driver thread.
-  for (const SnapshotRange& r : Ranges(group)) {
+  for (const SnapshotRange& r : ranges) {
     std::vector<std::string> paths;
     for (const auto& f : files) {
       if (f.cf == r.cf) paths.push_back(f.path);
@@ -267,14 +282,14 @@ Status ReplicatedKv::Restore(uint64_t group, std::string_view image, storage::Wr
 
 void ReplicatedKv::Restored(uint64_t, std::string_view image) { snapshots_->Release(image); }
 
-void ReplicatedKv::Drop(uint64_t group, storage::WriteBatch* batch) {
-  const ShardId shard = static_cast<ShardId>(group);
-  batch->DeleteRange(storage::Cf::kData, shards_.StartBound(shard), shards_.EndBound(shard));
-  batch->DeleteRange(storage::Cf::kMeta, ClientPrefix(group), ClientPrefix(group + 1));
+Status ReplicatedKv::Drop(uint64_t group, storage::WriteBatch* batch) {
+  ASSIGN_OR_RETURN(std::vector<SnapshotRange> ranges, Ranges(group));
+  for (const SnapshotRange& r : ranges) batch->DeleteRange(r.cf, r.begin, r.end);
   if (auto it = records_.find(group); it != records_.end()) {
     cached_records_ -= it->second.size();
     records_.erase(it);
   }
+  return Status::OK();
 }
 
 void ReplicatedKv::OnWriteFailed() {

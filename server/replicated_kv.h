@@ -25,7 +25,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -55,9 +57,20 @@ std::string EncodeCommand(const pb::Request& req, uint64_t now_ms);
 
 class ReplicatedKv final : public replication::StateMachine {
  public:
-  // `snapshots` makes, moves and holds the SST files of this node's shard snapshots.
-  ReplicatedKv(storage::Engine* engine, uint32_t shard_count, SnapshotStore* snapshots)
-      : engine_(engine), snapshots_(snapshots), kv_(engine), shards_(ShardRanges::Uniform(shard_count)) {}
+  // A shard's hash range [start, end) (end 0: 2^64), or nullopt for a shard it does not
+  // know. Called on the driver thread.
+  struct HashRange {
+    uint64_t start = 0;
+    uint64_t end = 0;
+  };
+  using RangeSource = std::function<std::optional<HashRange>(uint64_t group)>;
+  // `count` uniform shards (ShardRanges::Uniform), for tests and fixed layouts.
+  static RangeSource UniformRanges(uint32_t count);
+
+  // `ranges` says where each shard's keys are (ringd: the cluster map); `snapshots`
+  // makes, moves and holds the SST files of this node's shard snapshots.
+  ReplicatedKv(storage::Engine* engine, RangeSource ranges, SnapshotStore* snapshots)
+      : engine_(engine), snapshots_(snapshots), kv_(engine), ranges_(std::move(ranges)) {}
   void Apply(uint64_t group, const std::vector<const replication::Entry*>& entries,
              storage::WriteBatch* batch, std::vector<std::any>* results) override;
   // A snapshot is the shard's hash range of the data column family and its dedup records
@@ -71,15 +84,16 @@ class ReplicatedKv final : public replication::StateMachine {
   void Restored(uint64_t group, std::string_view image) override;
   void OnWriteFailed() override;
   // Deletes shard `group`'s data and dedup records (the shard moved away), in *batch.
-  void Drop(uint64_t group, storage::WriteBatch* batch);
+  Status Drop(uint64_t group, storage::WriteBatch* batch);
 
  private:
-  std::vector<SnapshotRange> Ranges(uint64_t group) const;
+  // The shard's data range and its dedup records' range; NotFound for an unknown shard.
+  Result<std::vector<SnapshotRange>> Ranges(uint64_t group) const;
 
   storage::Engine* const engine_;
   SnapshotStore* const snapshots_;
   KvStateMachine kv_;
-  const ShardRanges shards_;
+  const RangeSource ranges_;
   // group -> client -> record, as the engine holds them once the current batch commits.
   std::unordered_map<uint64_t, std::unordered_map<uint64_t, ClientRecord>> records_;
   size_t cached_records_ = 0;

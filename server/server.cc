@@ -8,11 +8,13 @@
 #include <future>
 #include <map>
 #include <random>
+#include <thread>
 #include <unordered_map>
 
 #include "proto/ring.pb.h"
 #include "proto/wire.h"
 #include "replication/driver.h"
+#include "server/blocking_connection.h"
 #include "server/cluster_manager.h"
 #include "server/connection.h"
 #include "server/http.h"
@@ -108,6 +110,9 @@ std::string BoundAddress(const asio::ip::tcp::acceptor& a) {
 }
 }  // namespace
 
+// Where a node that joins keeps its identity (meta column family).
+constexpr std::string_view kIdentityKey = "id/node";
+
 struct Server::Impl {
   Config config;
   asio::io_context io{1};
@@ -122,17 +127,245 @@ struct Server::Impl {
   NodeContext node;
   std::optional<asio::ip::tcp::acceptor> acceptor;
   std::unique_ptr<HttpServer> http;
-  std::string listen_address, metrics_address;
+  std::string listen_address, metrics_address, self_address;
   std::unordered_map<Connection*, std::shared_ptr<Connection>> connections;
   asio::signal_set signals{io, SIGINT, SIGTERM};
   asio::steady_timer grace{io};
   bool stopping = false;
+  bool running = false;  // Run() has started the I/O loop
+
+  // Joining (config.join): the identity kept in the data directory, and the thread that
+  // asks the seeds until a cluster takes this node.
+  pb::NodeIdentity identity;
+  std::thread joiner;
+  std::atomic<bool> stop_joining{false};
+  std::atomic<bool> seen_cluster{false};  // a seed answered from an initialised map
+  std::thread init_probe;                  // checks the seeds before `ringctl cluster init` acts
 
   asio::awaitable<void> AcceptLoop();
   void BeginShutdown();
   void MaybeStopIo();
   HttpReply HandleHttp(const std::string& path);
+
+  // Starts replication as member `id`: the driver, the peer transport (`known` addresses,
+  // then the map's), the metadata log (bootstrapped by `meta_founders` if new), and the
+  // cluster manager (which proposes `bootstrap` while the map is empty).
+  Status StartNode(replication::NodeId id, std::vector<replication::NodeId> meta_founders,
+                   std::optional<sharding::MapChange> bootstrap, std::map<replication::NodeId, Endpoint> known);
+  Status SaveIdentity();
+  // The joiner thread: asks the seeds to JOIN until one answers with a member id.
+  void JoinLoop();
+  void Joined(const pb::ClusterAdminResponse& r);
+  // ClusterAdmin while waiting to join: INIT creates the cluster here; the rest waits.
+  bool WaitingAdmin(const pb::Request& req, pb::Response* resp, const std::function<void(pb::Response&&)>& later);
+  // Makes this node member 1 of a new cluster that `init` describes (I/O thread).
+  Status CreateCluster(const sharding::MapChange& init);
 };
+
+Status Server::Impl::SaveIdentity() {
+  storage::WriteBatch batch;
+  batch.Put(storage::Cf::kMeta, kIdentityKey, identity.SerializeAsString());
+  return engine->Write(batch, /*sync=*/true).WithContext("saving this node's identity");
+}
+
+Status Server::Impl::StartNode(replication::NodeId id, std::vector<replication::NodeId> meta_founders,
+                               std::optional<sharding::MapChange> bootstrap,
+                               std::map<replication::NodeId, Endpoint> known) {
+  const Config& c = config;
+  replication::DriverOptions dopt;
+  dopt.node_id = id;
+  dopt.group_count = 0;  // shard groups are hosted as the cluster map says (ClusterManager)
+  dopt.sync = c.sync_policy == SyncPolicy::kSync;
+  dopt.tick_interval = std::chrono::milliseconds(c.tick_ms);
+  dopt.election_tick = static_cast<int>(c.election_ticks);
+  dopt.seed = std::random_device{}();
+  dopt.compact_after = c.log_compact_after;
+  dopt.retain = c.log_retain;
+  sharding::MetaStateMachine* m = meta.get();
+  // Peers: the static ones (or those a JOIN answer named), then whoever the map lists.
+  transport = std::make_unique<PeerTransport>(io, id, std::move(known), PeerTransportOptions{},
+                                              [m](replication::NodeId peer) -> std::optional<Endpoint> {
+                                                const sharding::Member* member = m->Map()->FindMember(peer);
+                                                if (!member) return std::nullopt;
+                                                auto ep = ParseEndpoint(member->address);
+                                                return ep.ok() ? std::optional<Endpoint>(*ep) : std::nullopt;
+                                              });
+  ASSIGN_OR_RETURN(driver, replication::Driver::Start(dopt, engine.get(), transport.get(), state_machine.get()));
+  {
+    std::promise<Status> added;
+    driver->AddGroup(replication::GroupSpec{sharding::kMetaGroup, meta.get(), std::move(meta_founders)},
+                     [&added](Status s) { added.set_value(s); });
+    RETURN_IF_ERROR(added.get_future().get().WithContext("hosting the metadata log"));
+  }
+  manager = std::make_unique<ClusterManager>(io, config, id, std::move(bootstrap), driver.get(), meta.get(),
+                                             state_machine.get(), transport.get(), engine.get());
+  NodeContext* n = &node;
+  auto apply_map = [n](const sharding::ClusterMap& map) {
+    if (map.initialized() && map.shards.size() != n->Shards()->count()) {
+      n->SetShards(ShardRanges::Uniform(static_cast<uint32_t>(map.shards.size())));
+    }
+  };
+  apply_map(*meta->Map());
+  manager->OnMapChange(apply_map);
+  replication::Driver* d = driver.get();
+  node.on_peer_messages = [d](uint64_t, std::vector<replication::GroupMessage> msgs) { d->Deliver(std::move(msgs)); };
+  ClusterManager* mgr = manager.get();
+  node.on_peer_report = [mgr](uint64_t from, const pb::NodeReport& r) { mgr->OnReport(from, r); };
+  node.cluster_admin = [mgr](const pb::Request& req, pb::Response* resp,
+                             const std::function<void(pb::Response&&)>& later) {
+    return mgr->HandleAdmin(req, resp, later);
+  };
+  node.self_id = id;
+  node.driver = driver.get();
+  if (running) manager->Start();
+  spdlog::info("this node ({}) is member {}", self_address, id);
+  return Status::OK();
+}
+
+void Server::Impl::JoinLoop() {
+  std::vector<std::string> seeds;
+  for (const auto& e : config.join) seeds.push_back(e.ToString());
+  auto last_log = std::chrono::steady_clock::now() - std::chrono::hours(1);
+  while (!stop_joining.load()) {
+    std::string last_error;
+    for (size_t i = 0; i < seeds.size() && !stop_joining.load(); ++i) {
+      std::string target = seeds[i];
+      // Follow at most a few redirects to the metadata leader.
+      for (int hop = 0; hop < 3 && !stop_joining.load(); ++hop) {
+        auto ep = ParseEndpoint(target);
+        if (!ep.ok()) break;
+        pb::Request req;
+        req.set_id(1);
+        auto* a = req.mutable_cluster_admin();
+        a->set_op(pb::ClusterAdminRequest::JOIN);
+        a->set_address(self_address);
+        a->set_join_token(identity.join_token());
+        pb::Response resp;
+        BlockingConnection conn(std::chrono::seconds(5), &stop_joining, "seed " + target);
+        Status s = conn.Call(*ep, req, &resp);
+        if (s.ok()) s = StatusFromResponse(resp);
+        // A redirect with a map version, or an answer, comes from an initialised cluster.
+        if (s.ok() || resp.redirect().map_version() > 0) seen_cluster = true;
+        if (s.ok()) {
+          asio::post(io, [this, r = resp.cluster_admin()] { Joined(r); });
+          return;
+        }
+        last_error = target + ": " + s.ToString();
+        if (s.code() == StatusCode::kNotLeader && !resp.redirect().leader().empty() &&
+            resp.redirect().leader() != target) {
+          target = resp.redirect().leader();
+          continue;
+        }
+        break;
+      }
+    }
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_log > std::chrono::seconds(30)) {
+      std::string list;
+      for (const auto& seed : seeds) list += (list.empty() ? "" : ",") + seed;
+      spdlog::info("waiting to join a cluster through {} (last answer: {}); a new cluster is created with "
+                   "`ringctl cluster init`", list, last_error);
+      last_log = now;
+    }
+    for (int i = 0; i < 10 && !stop_joining.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
+void Server::Impl::Joined(const pb::ClusterAdminResponse& r) {
+  if (stopping || driver) return;  // shut down meanwhile, or `ringctl cluster init` chose this node first
+  identity.set_cluster_id(r.cluster_id());
+  identity.set_node_id(r.node_id());
+  if (Status s = SaveIdentity(); !s.ok()) {
+    spdlog::critical("joined the cluster as member {} but {}; stopping", r.node_id(), s.ToString());
+    BeginShutdown();
+    return;
+  }
+  std::map<replication::NodeId, Endpoint> known;
+  for (const auto& m : r.map().members()) {
+    auto ep = ParseEndpoint(m.address());
+    if (ep.ok() && m.id() != r.node_id()) known.emplace(m.id(), *ep);
+  }
+  spdlog::info("joined cluster {:016x} as member {}", r.cluster_id(), r.node_id());
+  if (Status s = StartNode(r.node_id(), {}, std::nullopt, std::move(known)); !s.ok()) {
+    spdlog::critical("cannot start as member {}: {}", r.node_id(), s.ToString());
+    BeginShutdown();
+  }
+}
+
+bool Server::Impl::WaitingAdmin(const pb::Request& req, pb::Response* resp,
+                                const std::function<void(pb::Response&&)>& later) {
+  const auto& a = req.cluster_admin();
+  auto fail = [resp](const Status& s) {
+    SetResponseStatus(s, resp);
+    return true;
+  };
+  if (a.op() != pb::ClusterAdminRequest::INIT) {
+    return fail(Status::Unavailable("this node has not joined a cluster yet; it holds no cluster map"));
+  }
+  if (init_probe.joinable()) return fail(Status::Unavailable("an init of this node is in progress; retry"));
+  sharding::MapChange init;
+  init.kind = sharding::MapChange::Kind::kInit;
+  std::random_device rd;
+  init.cluster_id = (uint64_t{rd()} << 32 | rd()) | 1;
+  init.shard_count = a.shard_count() ? a.shard_count() : config.shard_count;
+  init.replication_factor = a.replication_factor() ? a.replication_factor() : config.replication_factor;
+  init.members.push_back(sharding::Member{1, self_address, sharding::MemberState::kUp, 1.0, 0});
+  if (auto checked = sharding::Apply(sharding::ClusterMap{}, init); !checked.ok()) {
+    return fail(checked.status().WithContext("init"));
+  }
+  // Never a second cluster: first ask every seed (off the I/O thread) whether it already
+  // holds a map. A seed that does not answer cannot have one this node could miss for
+  // long: it would be joined within a second of answering.
+  init_probe = std::thread([this, req, later, init] {
+    bool exists = seen_cluster.load();
+    for (size_t i = 0; i < config.join.size() && !exists && !stop_joining.load(); ++i) {
+      if (config.join[i].ToString() == self_address) continue;
+      pb::Request probe;
+      probe.set_id(1);
+      probe.mutable_node_status();
+      pb::Response r;
+      BlockingConnection conn(std::chrono::seconds(2), &stop_joining, "seed " + config.join[i].ToString());
+      if (conn.Call(config.join[i], probe, &r).ok() && r.node_status().cluster_map().version() > 0) exists = true;
+    }
+    asio::post(io, [this, req, later, init, exists] {
+      init_probe.join();
+      pb::Response out;
+      out.set_id(req.id());
+      Status s;
+      if (exists || seen_cluster.load()) {
+        s = Status::InvalidArgument(
+            "the nodes this one was told to join (--join) already form a cluster; it joins that one instead of "
+            "creating another");
+      } else if (driver) {
+        s = Status::Unavailable("this node joined a cluster meanwhile; nothing changed");
+      } else if (!stopping) {
+        s = CreateCluster(init);
+        if (s.ok() && !node.cluster_admin(req, &out, later)) return;  // answered once the map commits
+      } else {
+        s = Status::Unavailable("node is shutting down");
+      }
+      if (!s.ok()) SetResponseStatus(s, &out);
+      later(std::move(out));
+    });
+  });
+  return false;
+}
+
+Status Server::Impl::CreateCluster(const sharding::MapChange& init) {
+  stop_joining = true;
+  identity.set_cluster_id(init.cluster_id);
+  identity.set_node_id(1);
+  identity.set_bootstrap(sharding::EncodeChange(init));
+  RETURN_IF_ERROR(SaveIdentity());
+  spdlog::info("creating cluster {:016x} here: {} shards, replication factor {}", init.cluster_id, init.shard_count,
+               init.replication_factor);
+  Status s = StartNode(1, {1}, init, {});
+  if (!s.ok()) {
+    spdlog::critical("cannot start as the first member: {}", s.ToString());
+    BeginShutdown();
+  }
+  return s;
+}
 
 Result<std::unique_ptr<Server>> Server::Create(Config config) {
   auto impl = std::make_unique<Impl>();
@@ -161,57 +394,86 @@ Result<std::unique_ptr<Server>> Server::Create(Config config) {
                                               [raw](const std::string& p) { return raw->HandleHttp(p); });
   }
 
-  // Every shard is a replication group whose voters are the peers (or this node alone).
-  replication::DriverOptions dopt;
-  dopt.node_id = ReplicaId(c);
-  uint64_t replicas = c.peers.empty() ? 1 : c.peers.size();
-  std::map<replication::NodeId, Endpoint> others;
-  for (uint64_t id = 1; id <= replicas; ++id) {
-    dopt.voters.push_back(id);
-    if (id != dopt.node_id) others.emplace(id, c.peers[id - 1]);
-  }
-  dopt.group_count = 0;  // shard groups are hosted as the cluster map says (ClusterManager)
-  dopt.sync = c.sync_policy == SyncPolicy::kSync;
-  dopt.tick_interval = std::chrono::milliseconds(c.tick_ms);
-  dopt.election_tick = static_cast<int>(c.election_ticks);
-  dopt.seed = std::random_device{}();
-  dopt.compact_after = c.log_compact_after;
-  dopt.retain = c.log_retain;
+  impl->self_address = impl->config.advertise.value_or(c.listen).ToString();
   {
     SnapshotStoreOptions so;
     so.dir = (std::filesystem::path(c.data_dir) / "snapshots").string();
-    so.advertise = ReplicaAddress(impl->config, dopt.node_id);
+    so.advertise = impl->self_address;
     so.workers = static_cast<int>(c.snapshot_workers);
     so.fetch_bytes_per_sec = uint64_t{c.snapshot_rate_mb} << 20;
     ASSIGN_OR_RETURN(auto pending, replication::PendingRestoreImages(impl->engine.get()));
     ASSIGN_OR_RETURN(impl->snapshots, SnapshotStore::Open(impl->engine.get(), so, pending));
   }
-  impl->state_machine = std::make_unique<ReplicatedKv>(impl->engine.get(), c.shard_count, impl->snapshots.get());
-  impl->transport = std::make_unique<PeerTransport>(impl->io, dopt.node_id, std::move(others));
-  ASSIGN_OR_RETURN(impl->driver, replication::Driver::Start(dopt, impl->engine.get(), impl->transport.get(),
-                                                            impl->state_machine.get()));
-  // The metadata log lives on the first kMaxMetaVoters peers (or this node alone).
   ASSIGN_OR_RETURN(impl->meta, sharding::MetaStateMachine::Open(impl->engine.get()));
-  // Every node hosts it: the founders (peers 1..5) as voters, the others empty until the
-  // metadata leader adds them as learners, so every node learns the map from the log.
-  std::vector<replication::NodeId> meta_voters = ClusterManager::MetaVoters(c);
-  {
-    std::vector<replication::NodeId> founders;
-    if (dopt.node_id <= meta_voters.size()) founders = meta_voters;
-    std::promise<Status> added;
-    impl->driver->AddGroup(replication::GroupSpec{sharding::kMetaGroup, impl->meta.get(), founders},
-                           [&added](Status s) { added.set_value(s); });
-    RETURN_IF_ERROR(added.get_future().get().WithContext("hosting the metadata log"));
+  sharding::MetaStateMachine* meta = impl->meta.get();
+  // A shard's keys are where the cluster map says (every node applies the same map).
+  auto ranges = [meta](uint64_t group) -> std::optional<ReplicatedKv::HashRange> {
+    auto map = meta->Map();
+    auto it = map->shards.find(static_cast<ShardId>(group));
+    if (it == map->shards.end()) return std::nullopt;
+    return ReplicatedKv::HashRange{it->second.start, it->second.end};
+  };
+  impl->state_machine = std::make_unique<ReplicatedKv>(impl->engine.get(), ranges, impl->snapshots.get());
+
+  impl->node.config = &impl->config;
+  impl->node.engine = impl->engine.get();
+  impl->node.metrics = &impl->metrics;
+  impl->node.snapshots = impl->snapshots.get();
+  impl->node.cluster_map = [meta] { return meta->Map(); };
+  impl->node.listen_address = impl->listen_address;
+
+  if (!c.join.empty()) {
+    // Dynamic membership: this node is member N of a cluster once one took it (kept in its
+    // data directory); until then it waits, and never creates a cluster on its own.
+    std::string stored;
+    Status gs = impl->engine->Get(storage::Cf::kMeta, kIdentityKey, &stored);
+    if (gs.ok()) {
+      if (!impl->identity.ParseFromString(stored)) return Status::Corruption("this node's identity record does not decode");
+    } else if (gs.code() != StatusCode::kNotFound) {
+      return gs.WithContext("reading this node's identity");
+    }
+    if (impl->identity.join_token() == 0) {
+      std::random_device rd;
+      impl->identity.set_join_token((uint64_t{rd()} << 32 | rd()) | 1);
+      RETURN_IF_ERROR(impl->SaveIdentity());
+    }
+    if (impl->identity.node_id() != 0) {
+      std::optional<sharding::MapChange> bootstrap;
+      std::vector<replication::NodeId> founders;
+      if (!impl->identity.bootstrap().empty()) {
+        ASSIGN_OR_RETURN(auto change, sharding::DecodeChange(impl->identity.bootstrap()));
+        bootstrap = std::move(change);
+        founders = {impl->identity.node_id()};
+      }
+      RETURN_IF_ERROR(impl->StartNode(impl->identity.node_id(), std::move(founders), std::move(bootstrap), {}));
+    } else {
+      Impl* raw = impl.get();
+      impl->node.on_peer_messages = [](uint64_t, std::vector<replication::GroupMessage>) {};  // not a member yet
+      impl->node.cluster_admin = [raw](const pb::Request& req, pb::Response* resp,
+                                       const std::function<void(pb::Response&&)>& later) {
+        return raw->WaitingAdmin(req, resp, later);
+      };
+    }
+    return std::unique_ptr<Server>(new Server(std::move(impl)));
   }
-  impl->manager = std::make_unique<ClusterManager>(impl->io, impl->config, impl->driver.get(), impl->meta.get(),
-                                                   impl->state_machine.get(), impl->transport.get(),
-                                                   impl->engine.get());
+
+  // A static cluster: every peer's id is its position in --peers (or 1 alone); the first
+  // kMaxMetaVoters peers found the metadata log, the others learn it as the map adds them.
+  const replication::NodeId self = ReplicaId(c);
+  std::map<replication::NodeId, Endpoint> others;
+  for (uint64_t id = 1; id <= c.peers.size(); ++id) {
+    if (id != self) others.emplace(id, c.peers[id - 1]);
+  }
+  std::vector<replication::NodeId> meta_voters = ClusterManager::MetaVoters(c);
+  std::vector<replication::NodeId> founders;
+  if (self <= meta_voters.size()) founders = meta_voters;
+  RETURN_IF_ERROR(
+      impl->StartNode(self, std::move(founders), ClusterManager::StaticBootstrap(impl->config), std::move(others)));
   // A one-node cluster initialises its map, hosts its shards and elects itself at once;
   // wait for that (running only the manager's timer), so "ready" means serving.
   if (c.peers.empty()) {
     impl->manager->Start();
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    sharding::MetaStateMachine* meta = impl->meta.get();
     replication::Driver* driver = impl->driver.get();
     auto ready = [&] {
       auto map = meta->Map();
@@ -225,35 +487,18 @@ Result<std::unique_ptr<Server>> Server::Create(Config config) {
     if (impl->io.stopped()) impl->io.restart();
     if (!ready()) return Status::Unavailable("this node did not initialise and lead its shards within 10 s");
   }
-  impl->node.config = &impl->config;
-  impl->node.engine = impl->engine.get();
-  impl->node.driver = impl->driver.get();
-  if (!c.peers.empty()) {
-    replication::Driver* driver = impl->driver.get();
-    impl->node.on_peer_messages = [driver](uint64_t, std::vector<replication::GroupMessage> msgs) {
-      driver->Deliver(std::move(msgs));
-    };
-  }
-  impl->node.metrics = &impl->metrics;
-  impl->node.snapshots = impl->snapshots.get();
-  sharding::MetaStateMachine* meta = impl->meta.get();
-  impl->node.cluster_map = [meta] { return meta->Map(); };
-  ClusterManager* manager = impl->manager.get();
-  impl->node.on_peer_report = [manager](uint64_t from, const pb::NodeReport& r) { manager->OnReport(from, r); };
-  impl->node.cluster_admin = [manager](const pb::Request& req, pb::Response* resp,
-                                       const std::function<void(pb::Response&&)>& later) {
-    return manager->HandleAdmin(req, resp, later);
-  };
-  impl->node.shards = ShardRanges::Uniform(c.shard_count);
-  impl->node.listen_address = impl->listen_address;
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
 
 Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Server::~Server() {
-  if (impl_ && impl_->driver) impl_->driver->Stop();
-  if (impl_ && impl_->snapshots) impl_->snapshots->Stop();
+  if (!impl_) return;
+  impl_->stop_joining = true;
+  if (impl_->joiner.joinable()) impl_->joiner.join();
+  if (impl_->init_probe.joinable()) impl_->init_probe.join();
+  if (impl_->driver) impl_->driver->Stop();
+  if (impl_->snapshots) impl_->snapshots->Stop();
 }
 
 std::string Server::listen_address() const { return impl_->listen_address; }
@@ -308,7 +553,8 @@ void Server::Impl::BeginShutdown() {
   acceptor->close(ec);
   if (http) http->Stop();
   signals.cancel(ec);
-  manager->Stop();
+  stop_joining = true;
+  if (manager) manager->Stop();
   // Copy: BeginShutdown may close a connection, which schedules its erase.
   std::vector<std::shared_ptr<Connection>> conns;
   for (auto& [p, c] : connections) conns.push_back(c);
@@ -336,7 +582,7 @@ HttpReply Server::Impl::HandleHttp(const std::string& path) {
     uint64_t uptime = std::chrono::duration_cast<std::chrono::milliseconds>(
                           std::chrono::steady_clock::now() - node.started).count();
     std::string text = metrics.Render(uptime, health.ok, health.disk_free_bytes, health.live_bytes, health.keys_estimate);
-    RenderReplicationMetrics(*driver, &text);
+    if (driver) RenderReplicationMetrics(*driver, &text);
     RenderSnapshotMetrics(snapshots->stats(), &text);
     return {200, "text/plain; version=0.0.4", std::move(text)};
   }
@@ -357,7 +603,9 @@ int Server::Run() {
   });
   asio::co_spawn(m.io, m.AcceptLoop(), asio::detached);
   if (m.http) m.http->Start();
-  m.manager->Start();
+  m.running = true;
+  if (m.manager) m.manager->Start();
+  else m.joiner = std::thread([&m] { m.JoinLoop(); });
   spdlog::info("ringd {} serving on {} (metrics {}), data {}, sync_policy {}", m.config.node_id,
                m.listen_address, m.metrics_address.empty() ? "off" : m.metrics_address,
                m.config.data_dir, SyncPolicyName(m.config.sync_policy));
@@ -365,9 +613,12 @@ int Server::Run() {
   // Everything received was answered or the grace period ran out. Stop the driver (a
   // proposal still pending is failed; its entry, if committed, is applied on restart),
   // close peer connections, then flush.
-  m.driver->Stop();
+  m.stop_joining = true;
+  if (m.joiner.joinable()) m.joiner.join();
+  if (m.init_probe.joinable()) m.init_probe.join();
+  if (m.driver) m.driver->Stop();
   m.snapshots->Stop();
-  m.transport->Stop();
+  if (m.transport) m.transport->Stop();
   Status s = m.engine->Flush();
   if (!s.ok()) {
     spdlog::error("flush at shutdown failed: {}", s.ToString());

@@ -5,6 +5,7 @@
 #include "common/limits.h"
 #include "proto/ring.pb.h"
 #include "sharding/cluster_map.h"
+#include "sharding/meta_state_machine.h"
 #include "proto/wire.h"
 #include "server/replicated_kv.h"
 #include "server/snapshot_store.h"
@@ -63,9 +64,9 @@ void KvService::UndecodableReply(size_t payload_bytes, pb::Response* resp) {
                     resp);
 }
 
-Status KvService::CheckShard(const pb::Request& req, std::string_view key) const {
+Status KvService::CheckShard(const ShardRanges& shards, const pb::Request& req, std::string_view key) {
   if (req.shard() == 0) return Status::OK();
-  ShardId want = node_->shards.ShardOfKey(key);
+  ShardId want = shards.ShardOfKey(key);
   if (req.shard() - 1 != want) {
     return Status::WrongShard("key belongs to shard " + std::to_string(want) + ", not shard " +
                               std::to_string(req.shard() - 1));
@@ -73,11 +74,11 @@ Status KvService::CheckShard(const pb::Request& req, std::string_view key) const
   return Status::OK();
 }
 
-Result<ShardId> KvService::SingleShard(const std::vector<std::string_view>& keys) const {
+Result<ShardId> KvService::SingleShard(const ShardRanges& shards, const std::vector<std::string_view>& keys) {
   if (keys.empty()) return Status::InvalidArgument("request names no key");
-  ShardId first = node_->shards.ShardOfKey(keys.front());
+  ShardId first = shards.ShardOfKey(keys.front());
   for (size_t i = 1; i < keys.size(); ++i) {
-    ShardId s = node_->shards.ShardOfKey(keys[i]);
+    ShardId s = shards.ShardOfKey(keys[i]);
     if (s != first) {
       return Status::InvalidArgument("batch spans shards " + std::to_string(first) + " and " + std::to_string(s) +
                                      " (key " + std::to_string(i) + "); keys of one batch must share a shard: use a {tag}");
@@ -118,7 +119,7 @@ void KvService::Redirect(NodeContext* node, ShardId shard, pb::Response* resp) {
     }
     s = Status::NotLeader("shard " + std::to_string(shard) + " has no replica on this node" +
                           (address.empty() ? "" : "; try " + address));
-  } else if (leader == ReplicaId(*node->config)) {
+  } else if (leader == node->self_id) {
     s = Status::Unavailable("shard " + std::to_string(shard) + ": leader is confirming its read lease; retry");
   } else {
     s = Status::NotLeader("shard " + std::to_string(shard) + ": this node is not the leader" +
@@ -128,7 +129,7 @@ void KvService::Redirect(NodeContext* node, ShardId shard, pb::Response* resp) {
   auto* r = resp->mutable_redirect();
   if (s.code() == StatusCode::kNotLeader) r->set_leader(address);
   r->set_shard(shard + 1);
-  r->set_shard_count(node->shards.count());
+  r->set_shard_count(node->Shards()->count());
 }
 
 void KvService::HandleNodeStatus(pb::Response* resp) {
@@ -142,7 +143,7 @@ void KvService::HandleNodeStatus(pb::Response* resp) {
                         std::chrono::steady_clock::now() - node_->started)
                         .count());
   ns->set_sync_policy(SyncPolicyName(c.sync_policy));
-  ns->set_shard_count(node_->shards.count());
+  ns->set_shard_count(node_->Shards()->count());
   ns->set_connections(node_->metrics->connections_open.load());
   ns->set_requests_served(node_->metrics->total_requests());
   ns->set_keys_estimate(health.keys_estimate);
@@ -150,8 +151,9 @@ void KvService::HandleNodeStatus(pb::Response* resp) {
   ns->set_disk_ok(health.ok);
   ns->set_disk_error(health.error);
   std::shared_ptr<const sharding::ClusterMap> map = node_->cluster_map ? node_->cluster_map() : nullptr;
+  if (node_->driver == nullptr) return;  // waiting to join: no shards, no map
   for (const auto& g : node_->driver->Groups()) {
-    if (g.group >= node_->shards.count()) continue;  // the metadata log, not a shard
+    if (g.group == sharding::kMetaGroup) continue;  // the metadata log, not a shard
     auto* sh = ns->add_shards();
     sh->set_shard(static_cast<uint32_t>(g.group));
     if (g.leader != replication::kNoNode) sh->set_leader(MemberAddress(map.get(), c, g.leader));
@@ -172,6 +174,15 @@ bool KvService::Handle(const pb::Request& req, pb::Response* resp, const Later& 
   m->requests[static_cast<size_t>(kind)].fetch_add(1, std::memory_order_relaxed);
   resp->set_id(req.id());
 
+  if (node_->driver == nullptr && req.body_case() != pb::Request::kPing &&
+      req.body_case() != pb::Request::kNodeStatus && req.body_case() != pb::Request::kClusterAdmin) {
+    Fail(Status::Unavailable("this node has not joined a cluster yet (it was started with --join; "
+                             "a cluster is created once with `ringctl cluster init`)"),
+         m, resp);
+    return true;
+  }
+  const std::shared_ptr<const ShardRanges> shards = node_->Shards();
+
   // Mutations: validate, then propose to the key's shard.
   std::vector<std::string_view> keys;
   Status s;
@@ -179,10 +190,10 @@ bool KvService::Handle(const pb::Request& req, pb::Response* resp, const Later& 
     case pb::Request::kGet: {
       const std::string& key = req.get().key();
       s = CheckKey(key);
-      if (s.ok()) s = CheckShard(req, key);
-      ShardId shard = node_->shards.ShardOfKey(key);
+      if (s.ok()) s = CheckShard(*shards, req, key);
+      ShardId shard = shards->ShardOfKey(key);
       if (s.ok() && !node_->driver->ReadLeaseValid(shard)) {
-        if (node_->driver->LeaderOf(shard) != ReplicaId(*node_->config)) {
+        if (node_->driver->LeaderOf(shard) != node_->self_id) {
           Redirect(node_, shard, resp);
           return true;
         }
@@ -226,7 +237,7 @@ bool KvService::Handle(const pb::Request& req, pb::Response* resp, const Later& 
       std::optional<ShardId> first_shard, missing;
       bool several = false;
       for (int i = 0; s.ok() && i < keys.size(); ++i) {
-        ShardId shard = node_->shards.ShardOfKey(keys[i]);
+        ShardId shard = shards->ShardOfKey(keys[i]);
         if (!first_shard) first_shard = shard;
         if (shard != *first_shard) several = true;
         if (!missing && !node_->driver->ReadLeaseValid(shard)) missing = shard;
@@ -239,7 +250,7 @@ bool KvService::Handle(const pb::Request& req, pb::Response* resp, const Later& 
         Fail(Status::WrongShard("batch spans shards this node does not all lead (shard " + std::to_string(*missing) +
                                 " is led elsewhere); split it by shard"),
              m, resp);
-        resp->mutable_redirect()->set_shard_count(node_->shards.count());
+        resp->mutable_redirect()->set_shard_count(shards->count());
         return true;
       }
       std::vector<std::optional<std::string>> values;
@@ -329,8 +340,8 @@ bool KvService::Handle(const pb::Request& req, pb::Response* resp, const Later& 
       return true;
     }
   }
-  for (size_t i = 0; s.ok() && i < keys.size(); ++i) s = CheckShard(req, keys[i]);
-  Result<ShardId> shard = s.ok() ? SingleShard(keys) : Result<ShardId>(s);
+  for (size_t i = 0; s.ok() && i < keys.size(); ++i) s = CheckShard(*shards, req, keys[i]);
+  Result<ShardId> shard = s.ok() ? SingleShard(*shards, keys) : Result<ShardId>(s);
   if (!shard.ok()) {
     Fail(shard.status(), m, resp);
     return true;

@@ -48,9 +48,15 @@ struct NodeContext {
   const Config* config = nullptr;
   SnapshotStore* snapshots = nullptr;  // serves snapshot chunks to followers (null: none)
   storage::Engine* engine = nullptr;
-  replication::Driver* driver = nullptr;
+  replication::Driver* driver = nullptr;  // null while waiting to join a cluster
+  replication::NodeId self_id = replication::kNoNode;  // this node's member id, once known
   Metrics* metrics = nullptr;
-  ShardRanges shards = ShardRanges::Uniform(1);
+  // How the hash space is cut into shards: the cluster map's ranges, replaced (any thread
+  // may read, the I/O thread writes) when a new map changes them.
+  std::shared_ptr<const ShardRanges> Shards() const { return shards_.load(std::memory_order_acquire); }
+  void SetShards(ShardRanges ranges) {
+    shards_.store(std::make_shared<const ShardRanges>(std::move(ranges)), std::memory_order_release);
+  }
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   std::string listen_address;  // the bound address, e.g. "127.0.0.1:7001"
   // Receives the decoded messages of every peer RaftBatch (proto/ring.proto), called on
@@ -69,6 +75,9 @@ struct NodeContext {
   std::string AddressOf(uint64_t id) const;
   // Rotates redirect hints over a shard's replicas when its leader is unknown here.
   mutable std::atomic<uint64_t> next_hint{0};
+
+ private:
+  std::atomic<std::shared_ptr<const ShardRanges>> shards_{std::make_shared<const ShardRanges>(ShardRanges::Uniform(1))};
 };
 
 class KvService {
@@ -86,9 +95,9 @@ class KvService {
   static void UndecodableReply(size_t payload_bytes, pb::Response* resp);
 
  private:
-  Status CheckShard(const pb::Request& req, std::string_view key) const;
+  static Status CheckShard(const ShardRanges& shards, const pb::Request& req, std::string_view key);
   // The one shard all `keys` belong to, or InvalidArgument naming two that differ.
-  Result<ShardId> SingleShard(const std::vector<std::string_view>& keys) const;
+  static Result<ShardId> SingleShard(const ShardRanges& shards, const std::vector<std::string_view>& keys);
   // NotLeader (or Unavailable while the leader confirms its lease) with a redirect.
   // Static: mutation callbacks may outlive the connection that owns this service.
   static void Redirect(NodeContext* node, ShardId shard, pb::Response* resp);

@@ -34,6 +34,13 @@ const Member* ClusterMap::FindMember(NodeId id) const {
   return it == members.end() ? nullptr : &it->second;
 }
 
+const Member* ClusterMap::FindLiveMember(std::string_view address) const {
+  for (const auto& [id, m] : members) {
+    if (m.state != MemberState::kRemoved && m.address == address) return &m;
+  }
+  return nullptr;
+}
+
 namespace {
 
 Status Invalid(const std::string& what) { return Status::InvalidArgument("cluster map: " + what); }
@@ -160,6 +167,7 @@ Result<ClusterMap> Apply(const ClusterMap& map, const MapChange& c) {
       Member m = c.members.front();
       m.state = MemberState::kJoining;
       if (next.members.count(m.id)) return Invalid("node " + std::to_string(m.id) + " is already a member");
+      if (m.id < next.NextMemberId()) return Invalid("node id " + std::to_string(m.id) + " is below ids already used");
       if (next.members.size() >= kMaxMembers) return Invalid("the cluster has " + std::to_string(kMaxMembers) + " members");
       next.members.emplace(m.id, m);
       break;
@@ -249,6 +257,7 @@ void ToProto(const Member& m, pb::MapMember* out) {
   out->set_address(m.address);
   out->set_state(static_cast<uint32_t>(m.state));
   out->set_weight(m.weight);
+  out->set_join_token(m.join_token);
 }
 
 Member FromProto(const pb::MapMember& p) {
@@ -257,6 +266,7 @@ Member FromProto(const pb::MapMember& p) {
   m.address = p.address();
   m.state = static_cast<MemberState>(std::min<uint32_t>(p.state(), 255));
   m.weight = p.weight();
+  m.join_token = p.join_token();
   return m;
 }
 

@@ -54,6 +54,7 @@ struct Member {
   std::string address;  // HOST:PORT for clients and peers
   MemberState state = MemberState::kJoining;
   double weight = 1.0;
+  uint64_t join_token = 0;  // the token of the JOIN that added it; 0 for a founder
   friend bool operator==(const Member&, const Member&) = default;
 };
 
@@ -81,6 +82,10 @@ struct ClusterMap {
   // The shard whose range holds `hash`; nullopt only for an uninitialised map.
   std::optional<ShardId> ShardOf(uint64_t hash) const;
   const Member* FindMember(NodeId id) const;
+  // The member (not removed) that serves on `address`, or null.
+  const Member* FindLiveMember(std::string_view address) const;
+  // The id a new member gets: one above every id ever used (removed ids are never reused).
+  NodeId NextMemberId() const { return members.empty() ? 1 : members.rbegin()->first + 1; }
   // Checks every invariant above; InvalidArgument naming the first broken one.
   Status Validate() const;
   friend bool operator==(const ClusterMap&, const ClusterMap&) = default;

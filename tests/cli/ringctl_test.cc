@@ -612,6 +612,44 @@ TEST_CASE("ringctl moves pause and resume are recorded in the cluster map", "[in
   CHECK(bad.exit_code == 64);
 }
 
+TEST_CASE("ringctl cluster init creates a cluster once on a node started with --join", "[integration][ringctl]") {
+  TempDir dir;
+  std::string address = "127.0.0.1:" + std::to_string(FreePort());
+  Ringd node(RingdOptions{dir.Sub("data"), {"--listen", address, "--join", address}});
+  // Waiting: data commands say why.
+  auto early = Ctl(address, {"--timeout-ms", "1000", "put", "k", "v"});
+  INFO(Show(early));
+  CHECK(early.exit_code == 69);
+  CHECK(early.err.find("not joined a cluster") != std::string::npos);
+  // Bad parameters are usage errors; nothing is created.
+  CHECK(Ctl(address, {"cluster", "init", "--shards", "0"}).exit_code == 64);
+  CHECK(Ctl(address, {"cluster", "init", "--replication-factor", "8"}).exit_code == 64);
+  CHECK(Ctl(address, {"cluster", "frobnicate"}).exit_code == 64);
+
+  auto init = Ctl(address, {"--timeout-ms", "15000", "cluster", "init", "--shards", "4", "--replication-factor", "1"});
+  INFO(Show(init));
+  CHECK(init.exit_code == 0);
+  CHECK(init.out.find("created cluster") != std::string::npos);
+  auto again = Ctl(address, {"--json", "cluster", "init"});
+  INFO(Show(again));
+  CHECK(again.exit_code == 0);
+  Json o = ParseOneObject(again.out);
+  CHECK(o["already_initialized"].boolean);
+  CHECK(o["node"].number == 1);
+  CHECK(Ctl(address, {"--timeout-ms", "10000", "put", "k", "v"}).exit_code == 0);
+  auto status = Ctl(address, {"--json", "status"});
+  CHECK(ParseOneObject(status.out)["nodes"].items.at(0)["shard_count"].number == 4);
+
+  // A restart keeps the cluster: the node is member 1 again and still serves the key.
+  REQUIRE(node.Stop() == 0);
+  node.Restart();
+  auto get = Ctl(address, {"--timeout-ms", "10000", "get", "k"});
+  INFO(Show(get));
+  CHECK(get.exit_code == 0);
+  CHECK(get.out == "v\n");
+  CHECK(Ctl(address, {"--json", "cluster", "init"}).out.find("\"already_initialized\":true") != std::string::npos);
+}
+
 TEST_CASE("ringctl ping reports OK from a serving node", "[integration][ringctl]") {
   TempDir dir;
   Ringd node(NodeIn(dir));

@@ -618,5 +618,168 @@ TEST_CASE("compare-and-set increments are applied exactly once when replies are 
   CHECK(v == std::to_string(n));
 }
 
+
+// --- Dynamic membership: ringd --join and ringctl cluster init ------------------------------
+
+// Waits (bounded) until `pred(map)` holds for the map `address` serves; returns that map.
+ClusterMapInfo WaitForMap(Client* client, const std::string& address, std::chrono::milliseconds limit,
+                          const std::function<bool(const ClusterMapInfo&)>& pred) {
+  ClusterMapInfo last;
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    NodeInfo info;
+    if (client->NodeStatus(address, &info).ok()) {
+      last = info.cluster_map;
+      if (pred(last)) break;
+    }
+    std::this_thread::sleep_for(100ms);
+  }
+  return last;
+}
+
+size_t UpMembers(const ClusterMapInfo& map) {
+  return static_cast<size_t>(
+      std::count_if(map.members.begin(), map.members.end(), [](const auto& m) { return m.state == "up"; }));
+}
+
+// A ClusterAdmin JOIN sent over a raw socket, as a joining node sends it; its reply.
+pb::Response RawJoin(const std::string& to, const std::string& address, uint64_t token) {
+  pb::Request req;
+  req.set_id(7);
+  auto* a = req.mutable_cluster_admin();
+  a->set_op(pb::ClusterAdminRequest::JOIN);
+  a->set_address(address);
+  a->set_join_token(token);
+  auto replies = ParseReplies(SendRaw(to, Frame(req), 5s, Replies(1)).bytes);
+  REQUIRE(replies.size() == 1);
+  return replies[0];
+}
+
+TEST_CASE("nodes started with --join wait for cluster init, then join the one cluster it creates",
+          "[integration][cluster][membership]") {
+  TempDir dir;
+  std::vector<std::string> addresses;
+  for (int i = 0; i < 3; ++i) addresses.push_back("127.0.0.1:" + std::to_string(FreePort()));
+  std::string seeds = addresses[0] + "," + addresses[1] + "," + addresses[2];
+  std::vector<std::unique_ptr<Ringd>> nodes;
+  for (int i = 0; i < 3; ++i) {
+    nodes.push_back(std::make_unique<Ringd>(RingdOptions{
+        dir.Sub("n" + std::to_string(i + 1)),
+        {"--listen", addresses[i], "--join", seeds, "--max-concurrent-moves", "8"}}));
+  }
+  ClientOptions o;
+  o.seeds = addresses;
+  o.default_timeout = 3s;
+  o.connect_timeout = 300ms;
+  std::unique_ptr<Client> client;
+  REQUIRE(Client::Open(o, &client).ok());
+
+  // Before init: nobody serves data, and nobody made a cluster on its own.
+  Status early = client->Put("k", "v");
+  CHECK(early.IsUnavailable());
+  std::this_thread::sleep_for(1500ms);
+  for (const auto& a : addresses) {
+    NodeInfo info;
+    REQUIRE(client->NodeStatus(a, &info).ok());
+    CHECK(info.cluster_map.version == 0);
+  }
+  // Bad init parameters are refused and change nothing.
+  Client::InitResult r;
+  CHECK(client->InitCluster(addresses[0], 70000, 3, &r).IsInvalidArgument());
+  CHECK(client->InitCluster(addresses[0], 8, 9, &r).IsInvalidArgument());
+
+  CallOptions slow;
+  slow.timeout = 15s;
+  REQUIRE(client->InitCluster(addresses[0], 8, 3, &r, slow).ok());
+  CHECK_FALSE(r.already_initialized);
+  CHECK(r.node_id == 1);
+  const uint64_t cluster_id = r.cluster_id;
+  CHECK(cluster_id != 0);
+  // Idempotent on the node that made it; refused on a node that is joining it.
+  Client::InitResult again;
+  REQUIRE(client->InitCluster(addresses[0], 8, 3, &again).ok());
+  CHECK(again.already_initialized);
+  CHECK(again.cluster_id == cluster_id);
+  Client::InitResult other;
+  Status second = client->InitCluster(addresses[2], 8, 3, &other, slow);
+  if (second.ok()) {
+    CHECK(other.already_initialized);  // it had joined already
+    CHECK(other.cluster_id == cluster_id);
+  } else {
+    CHECK(second.IsInvalidArgument());
+    CHECK(second.message().find("already form a cluster") != std::string::npos);
+  }
+
+  // The others join, become up, and the controller spreads every shard to 3 replicas.
+  ClusterMapInfo map = WaitForMap(client.get(), addresses[0], 60s, [](const ClusterMapInfo& m) {
+    if (UpMembers(m) != 3 || m.shards.size() != 8) return false;
+    for (const auto& sh : m.shards) {
+      if (sh.voters.size() != 3 || !sh.learners.empty()) return false;
+    }
+    return true;
+  });
+  REQUIRE(UpMembers(map) == 3);
+  CHECK(map.cluster_id == cluster_id);
+  CHECK(map.members.size() == 3);
+  for (const auto& sh : map.shards) CHECK(sh.voters.size() == 3);
+
+  for (int i = 0; i < 50; ++i) REQUIRE(client->Put("j" + std::to_string(i), std::to_string(i)).ok());
+
+  // Hostile joins: no token, an unreachable address, a live member's address under
+  // another token. Sent to the metadata leader or redirected; either way refused.
+  for (const auto& a : addresses) {
+    pb::Response bad = RawJoin(a, "127.0.0.1:1", 0);
+    CHECK(bad.code() != pb::OK);
+    pb::Response wild = RawJoin(a, "0.0.0.0:7001", 42);
+    CHECK(wild.code() != pb::OK);
+    pb::Response taken = RawJoin(a, addresses[1], 42);
+    CHECK(taken.code() != pb::OK);
+    if (taken.code() == pb::INVALID_ARGUMENT) CHECK(taken.message().find("already member") != std::string::npos);
+  }
+
+  // A restarted member keeps its id: no second membership, and its data is served.
+  REQUIRE(nodes[2]->Stop() == 0);
+  nodes[2]->Restart();
+  map = WaitForMap(client.get(), addresses[2], 20s, [](const ClusterMapInfo& m) { return UpMembers(m) == 3; });
+  CHECK(map.members.size() == 3);
+  for (int i = 0; i < 50; ++i) {
+    std::string got;
+    REQUIRE(client->Get("j" + std::to_string(i), &got).ok());
+    CHECK(got == std::to_string(i));
+  }
+}
+
+TEST_CASE("a node started with ringd --join joins a static cluster and takes its share", "[integration][cluster][membership]") {
+  Cluster c(3, {"--max-concurrent-moves", "8"});
+  auto client = c.Connect(10s);
+  REQUIRE(client->Put("before", "1").ok());
+  std::string addr = "127.0.0.1:" + std::to_string(FreePort());
+  Ringd fourth(RingdOptions{c.dir.Sub("n4"), {"--listen", addr, "--join", c.addresses[1], "--shard-count", "64"}});
+  // It learns the cluster's 8 shards from the map (not its own shard_count of 64), becomes
+  // member 4, and the controller moves a fair share of replicas onto it.
+  ClusterMapInfo map = WaitForMap(client.get(), c.addresses[0], 60s,
+                                  [](const ClusterMapInfo& m) { return UpMembers(m) == 4 && ReplicasOn(m, 4) >= 4; });
+  REQUIRE(UpMembers(map) == 4);
+  CHECK(map.members.back().address == addr);
+  CHECK(ReplicasOn(map, 4) >= 4);
+  NodeInfo info;
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (std::chrono::steady_clock::now() < deadline && !(client->NodeStatus(addr, &info).ok() && info.shards.size() >= 4)) {
+    std::this_thread::sleep_for(100ms);
+  }
+  CHECK(info.shard_count == 8);
+  CHECK(info.shards.size() >= 4);
+  // A client that only knows the new node is served through it.
+  ClientOptions o;
+  o.seeds = {addr};
+  o.default_timeout = 10s;
+  std::unique_ptr<Client> via_four;
+  REQUIRE(Client::Open(o, &via_four).ok());
+  std::string got;
+  REQUIRE(via_four->Get("before", &got).ok());
+  CHECK(got == "1");
+  REQUIRE(via_four->Put("after", "2").ok());
+}
+
 }  // namespace
 }  // namespace ring::test

@@ -78,5 +78,32 @@ TEST_CASE("bad flags exit non-zero with a message naming the flag", "[config]") 
   CHECK(p.output.find("--sync-policy") != std::string::npos);
 }
 
+
+TEST_CASE("join takes seeds from a flag or the file, and is refused with peers or an unreachable address", "[config]") {
+  auto p = Parse({"--listen", "10.0.0.5:7001", "--join", "10.0.0.1:7001,10.0.0.2:7001"});
+  REQUIRE(p.run);
+  REQUIRE(p.config.join.size() == 2);
+  CHECK(p.config.join[1].ToString() == "10.0.0.2:7001");
+
+  Config c;
+  REQUIRE(ApplyToml("join = [\"10.0.0.1:7001\"]\nlisten = \"10.0.0.5:7001\"\n", "f.toml", &c).ok());
+  CHECK(c.join.size() == 1);
+  CHECK(ApplyToml("join = [7001]\n", "f.toml", &c).message().find("join must be a list") != std::string::npos);
+
+  p = Parse({"--listen", "10.0.0.5:7001", "--join", "10.0.0.1:7001", "--peers", "10.0.0.5:7001"});
+  CHECK_FALSE(p.run);
+  CHECK(p.output.find("not both") != std::string::npos);
+  p = Parse({"--listen", "0.0.0.0:7001", "--join", "10.0.0.1:7001"});
+  CHECK_FALSE(p.run);
+  CHECK(p.output.find("set advertise") != std::string::npos);
+  p = Parse({"--listen", "0.0.0.0:7001", "--advertise", "10.0.0.5:7001", "--join", "10.0.0.1:7001"});
+  CHECK(p.run);
+  p = Parse({"--listen", "10.0.0.5:0", "--join", "10.0.0.1:7001"});
+  CHECK_FALSE(p.run);
+  p = Parse({"--listen", "10.0.0.5:7001", "--join", "10.0.0.1"});
+  CHECK_FALSE(p.run);
+  CHECK(p.output.find("--join") != std::string::npos);
+}
+
 }  // namespace
 }  // namespace ring::server

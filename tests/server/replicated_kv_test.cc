@@ -132,7 +132,7 @@ struct Node {
     auto s = SnapshotStore::Open(db.get(), o, keep);
     REQUIRE(s.ok());
     store = std::move(s).value();
-    kv = std::make_unique<ReplicatedKv>(db.get(), 1, store.get());
+    kv = std::make_unique<ReplicatedKv>(db.get(), ReplicatedKv::UniformRanges(1), store.get());
   }
   Result<std::string> Snapshot() {
     std::promise<Result<std::string>> p;
@@ -405,7 +405,7 @@ TEST_CASE("a restart removes leftover snapshot files except those a pending rest
   p.b.store.reset();
   p.b.store = std::move(SnapshotStore::Open(p.b.db.get(), o, {*third})).value();
   CHECK(p.b.IncomingDirs() == 1);
-  p.b.kv = std::make_unique<ReplicatedKv>(p.b.db.get(), 1, p.b.store.get());
+  p.b.kv = std::make_unique<ReplicatedKv>(p.b.db.get(), ReplicatedKv::UniformRanges(1), p.b.store.get());
   storage::WriteBatch batch;
   REQUIRE(p.b.kv->Restore(0, *third, &batch).ok());
   CHECK(p.b.Get("k") == "v");

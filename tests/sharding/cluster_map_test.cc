@@ -103,7 +103,20 @@ TEST_CASE("members join, drain and are removed only once they hold nothing", "[s
   // A removed member's address may be reused by a new member.
   add.members = {M(5)};
   add.members[0].address = M(3).address;
-  CHECK(Apply(map, add).ok());
+  add.members[0].join_token = 77;
+  CHECK(map.FindLiveMember(M(3).address) == nullptr);
+  CHECK(map.NextMemberId() == 5);
+  ClusterMap joined = Must(Apply(map, add));
+  REQUIRE(joined.FindLiveMember(M(3).address) != nullptr);
+  CHECK(joined.FindLiveMember(M(3).address)->id == 5);
+  // The join token survives encoding (a retried JOIN is recognised by it).
+  CHECK(Must(DecodeMap(EncodeMap(joined))).FindMember(5)->join_token == 77);
+  // Ids are never reused, not even a removed one's.
+  add.members = {M(3)};
+  add.members[0].address = "127.0.0.1:9999";
+  CHECK(Apply(joined, add).status().IsInvalidArgument());
+  ClusterMap gap = Must(Apply(ClusterMap{}, Init(4, {M(1), M(2), M(5)})));
+  CHECK(Apply(gap, add).status().message().find("below ids already used") != std::string::npos);
 }
 
 TEST_CASE("replica changes bump the shard's epoch and are fenced by it", "[sharding]") {

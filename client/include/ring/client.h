@@ -160,6 +160,22 @@ class Client {
   // Idempotent. *map_version as for ChangeMember.
   Status PauseMoves(bool paused, uint64_t* map_version = nullptr, const CallOptions& call = {});
 
+  // Creates the cluster, once, on the node at `endpoint` ("" = the first seed), which
+  // must have been started with --join and not have joined yet: it becomes member 1 of a
+  // new cluster of `shard_count` shards with `replication_factor` replicas each (0: the
+  // node's own settings), and nodes started with --join pointing at it join one by one.
+  // Returns once the map is committed. Idempotent: on a node that already belongs to a
+  // cluster it changes nothing and sets already_initialized. InvalidArgument for bad
+  // counts, or when the node's --join seeds already form a cluster (it joins that one).
+  struct InitResult {
+    uint64_t cluster_id = 0;
+    uint64_t node_id = 0;  // the node's member id
+    uint64_t map_version = 0;
+    bool already_initialized = false;
+  };
+  Status InitCluster(std::string_view endpoint, uint32_t shard_count, uint32_t replication_factor,
+                     InitResult* result, const CallOptions& call = {});
+
   // Asynchronous variants: same contracts; the callback gets the Status and the result.
   using StatusCallback = std::function<void(Status)>;
   void GetAsync(std::string_view key, std::function<void(Status, std::string)> done,
