@@ -781,5 +781,91 @@ TEST_CASE("a node started with ringd --join joins a static cluster and takes its
   REQUIRE(via_four->Put("after", "2").ok());
 }
 
+TEST_CASE("under writes, a cluster grows 3 -> 4 -> 5 with --join and drains back to 3, losing nothing",
+          "[integration][cluster][membership]") {
+  Cluster c(3, {"--max-concurrent-moves", "4"});
+  std::vector<std::string> all = c.addresses;
+  std::vector<std::string> joined;
+  for (int i = 0; i < 2; ++i) joined.push_back("127.0.0.1:" + std::to_string(FreePort()));
+  all.insert(all.end(), joined.begin(), joined.end());
+  ClientOptions o;
+  o.seeds = all;
+  o.default_timeout = 20s;
+  o.connect_timeout = 300ms;
+  std::unique_ptr<Client> client;
+  REQUIRE(Client::Open(o, &client).ok());
+  std::unique_ptr<Client> observer;  // a second client, so status polls never queue behind writes
+  REQUIRE(Client::Open(o, &observer).ok());
+
+  // Every map the test sees must keep every shard at full strength: a move adds a replica
+  // before it removes one, and never takes a voter away from a shard that needs it.
+  size_t min_voters = 3, samples = 0;
+  auto sample = [&](const std::string& via, const std::function<bool(const ClusterMapInfo&)>& done,
+                    std::chrono::milliseconds limit) {
+    ClusterMapInfo map = WaitForMap(observer.get(), via, limit, [&](const ClusterMapInfo& m) {
+      ++samples;
+      for (const auto& sh : m.shards) min_voters = std::min(min_voters, sh.voters.size());
+      return done(m);
+    });
+    return map;
+  };
+
+  WriteLoad load(client.get(), 3, [](int t, int i) { return "g" + std::to_string(t) + "-" + std::to_string(i % 400); });
+  std::this_thread::sleep_for(500ms);
+
+  // 3 -> 4 -> 5: each joins through a different seed and gets its share.
+  std::vector<std::unique_ptr<Ringd>> extra;
+  for (int i = 0; i < 2; ++i) {
+    extra.push_back(std::make_unique<Ringd>(RingdOptions{
+        c.dir.Sub("j" + std::to_string(i + 4)),
+        {"--listen", joined[i], "--join", c.addresses[i], "--max-concurrent-moves", "4"}}));
+    const size_t members = 4 + i;
+    const uint64_t id = 4 + i;
+    ClusterMapInfo map = sample(c.addresses[2], [&](const ClusterMapInfo& m) {
+      if (UpMembers(m) != members || ReplicasOn(m, id) < 3) return false;
+      for (const auto& sh : m.shards) {
+        if (!sh.learners.empty()) return false;
+      }
+      return true;
+    }, 60s);
+    INFO("growing to " << members);
+    REQUIRE(UpMembers(map) == members);
+    CHECK(ReplicasOn(map, id) >= 3);  // 8 shards x 3 / 5 = 4.8; within the placement tolerance
+  }
+
+  // 5 -> 3: drain a founding node (a metadata voter) and a joined one, then remove them.
+  for (uint64_t id : {uint64_t{1}, uint64_t{4}}) {
+    REQUIRE(observer->ChangeMember(id, Client::MemberChange::kDrain).ok());
+  }
+  ClusterMapInfo map = sample(c.addresses[2], [](const ClusterMapInfo& m) {
+    return ReplicasOn(m, 1) == 0 && ReplicasOn(m, 4) == 0;
+  }, 90s);
+  REQUIRE(ReplicasOn(map, 1) == 0);
+  REQUIRE(ReplicasOn(map, 4) == 0);
+  for (uint64_t id : {uint64_t{1}, uint64_t{4}}) {
+    Status s;
+    for (int i = 0; i < 100; ++i) {  // the drained node lets go of its data first
+      s = observer->ChangeMember(id, Client::MemberChange::kRemove);
+      if (s.ok()) break;
+      std::this_thread::sleep_for(100ms);
+    }
+    INFO("removing node " << id << ": " << s.ToString());
+    CHECK(s.ok());
+  }
+  std::this_thread::sleep_for(500ms);
+  load.Stop();
+  c.nodes[0]->Kill9();  // retired: the cluster no longer needs it
+  extra[0]->Kill9();
+
+  INFO("first error: " << load.first_error << "; map samples " << samples);
+  CHECK(load.errors.load() == 0);
+  CHECK(load.acked.size() > 100);
+  CHECK(min_voters >= 3);
+  CHECK(samples > 10);
+  CHECK(load.Unreadable() == 0);
+  map = sample(c.addresses[2], [](const ClusterMapInfo& m) { return UpMembers(m) == 3; }, 10s);
+  CHECK(UpMembers(map) == 3);
+}
+
 }  // namespace
 }  // namespace ring::test
