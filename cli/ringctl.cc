@@ -425,12 +425,55 @@ class Commands {
     return kExitOk;
   }
 
+  struct Report {
+    Status status;
+    NodeInfo info;
+  };
+  // A replica being added to a shard (a learner in the map), and how far it has come.
+  struct MoveProgress {
+    uint32_t shard = 0;
+    uint64_t to = 0;
+    std::string address;
+    std::string phase;  // "snapshot" (fetching its data), "log" (catching up), "unknown"
+    uint64_t bytes_done = 0, bytes_total = 0;
+  };
+  // Reads each learner's own status (from `reports`, or asked now if it was not in
+  // --cluster): a running snapshot fetch reports its bytes.
+  std::vector<MoveProgress> MovesInProgress(const ClusterMapInfo& map, const std::vector<Report>& reports) {
+    std::map<std::string, const NodeInfo*> by_address;
+    for (size_t i = 0; i < reports.size(); ++i) {
+      if (reports[i].status.ok()) by_address[nodes_[i]] = &reports[i].info;
+    }
+    std::map<std::string, NodeInfo> asked;
+    std::vector<MoveProgress> out;
+    for (const auto& sh : map.shards) {
+      for (uint64_t l : sh.learners) {
+        MoveProgress mv{sh.id, l, "", "unknown", 0, 0};
+        for (const auto& m : map.members) {
+          if (m.id == l) mv.address = m.address;
+        }
+        const NodeInfo* info = nullptr;
+        if (auto it = by_address.find(mv.address); it != by_address.end()) {
+          info = it->second;
+        } else if (!mv.address.empty()) {
+          auto [a, fresh] = asked.try_emplace(mv.address);
+          if (fresh && !client_->NodeStatus(mv.address, &a->second, call_).ok()) a->second = NodeInfo{};
+          if (!a->second.listen.empty()) info = &a->second;
+        }
+        for (const ShardInfo& s : info ? info->shards : std::vector<ShardInfo>{}) {
+          if (s.shard != sh.id) continue;
+          mv.phase = s.snapshot_bytes_total > 0 ? "snapshot" : "log";
+          mv.bytes_done = s.snapshot_bytes_done;
+          mv.bytes_total = s.snapshot_bytes_total;
+        }
+        out.push_back(std::move(mv));
+      }
+    }
+    return out;
+  }
+
   // Asks every node in --cluster at once, so a dead node costs one timeout, not one each.
   int NodeStatus() {
-    struct Report {
-      Status status;
-      NodeInfo info;
-    };
     std::vector<Report> reports(nodes_.size());
     std::vector<std::thread> threads;
     threads.reserve(nodes_.size());
@@ -456,6 +499,17 @@ class Commands {
       }
     }
 
+    // Each shard's leader, as the nodes asked see it.
+    std::map<uint32_t, std::string> leaders;
+    for (size_t i = 0; i < reports.size(); ++i) {
+      if (!reports[i].status.ok()) continue;
+      for (const ShardInfo& sh : reports[i].info.shards) {
+        if (sh.role == "leader") leaders[sh.shard] = nodes_[i];
+        else if (!sh.leader.empty()) leaders.emplace(sh.shard, sh.leader);
+      }
+    }
+    std::vector<MoveProgress> moves = map ? MovesInProgress(*map, reports) : std::vector<MoveProgress>{};
+
     if (flags_.json) {
       JsonWriter w;
       w.BeginObject().Key("ok").Bool(exit_code == kExitOk);
@@ -473,11 +527,17 @@ class Commands {
         w.EndArray().Key("shards").BeginArray();
         for (const auto& sh : map->shards) {
           w.BeginObject().Key("id").Uint(sh.id).Key("start").Uint(sh.start).Key("end").Uint(sh.end);
-          w.Key("epoch").Uint(sh.epoch).Key("voters").BeginArray();
+          w.Key("epoch").Uint(sh.epoch).Key("leader").String(leaders[sh.id]).Key("voters").BeginArray();
           for (uint64_t v : sh.voters) w.Uint(v);
           w.EndArray().Key("learners").BeginArray();
           for (uint64_t l : sh.learners) w.Uint(l);
           w.EndArray().EndObject();
+        }
+        w.EndArray().Key("moves").BeginArray();
+        for (const auto& mv : moves) {
+          w.BeginObject().Key("shard").Uint(mv.shard).Key("to").Uint(mv.to).Key("address").String(mv.address);
+          w.Key("phase").String(mv.phase).Key("bytes_done").Uint(mv.bytes_done).Key("bytes_total").Uint(mv.bytes_total);
+          w.Key("bytes_left").Uint(mv.bytes_total - mv.bytes_done).EndObject();
         }
         w.EndArray().EndObject();
       }
@@ -538,6 +598,15 @@ class Commands {
       std::printf("cluster map: version %llu, %zu members, %zu shards, replication factor %u%s\n",
                   static_cast<unsigned long long>(map->version), map->members.size(), map->shards.size(),
                   map->replication_factor, map->moves_paused ? ", replica moves PAUSED" : "");
+      for (const auto& mv : moves) {
+        std::string what = mv.phase == "snapshot" ? "fetching a snapshot, " + FormatBytes(mv.bytes_done) + " of " +
+                                                        FormatBytes(mv.bytes_total) + " (" +
+                                                        FormatBytes(mv.bytes_total - mv.bytes_done) + " left)"
+                           : mv.phase == "log"   ? "catching up from the log"
+                                                 : "waiting for the learner's status";
+        std::printf("move: shard %u -> node %llu (%s): %s\n", mv.shard, static_cast<unsigned long long>(mv.to),
+                    mv.address.c_str(), what.c_str());
+      }
     }
     if (!problems.empty()) {
       std::fflush(stdout);

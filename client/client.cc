@@ -872,7 +872,8 @@ Status Client::NodeStatus(std::string_view endpoint, NodeInfo* info, const CallO
           for (const auto& sh : ns.shards()) {
             info->shards.push_back(ShardInfo{sh.shard(), sh.leader(), sh.role(), sh.term(), sh.commit_index(),
                                              sh.applied_index(), sh.last_index(),
-                                             {sh.replicas().begin(), sh.replicas().end()}});
+                                             {sh.replicas().begin(), sh.replicas().end()},
+                                             sh.snapshot_bytes_done(), sh.snapshot_bytes_total()});
           }
           static const char* const kStates[] = {"joining", "up", "draining", "down", "removed"};
           const auto& cm = ns.cluster_map();

@@ -247,23 +247,11 @@ void ClusterManager::Reconcile(const ClusterMap& map, const std::vector<GroupSta
   const sharding::Member* me = map.FindMember(self_);
   const bool leaving = me && (me->state == sharding::MemberState::kDraining || me->state == sharding::MemberState::kRemoved);
   const auto now = Clock::now();
+  const std::map<ShardId, NodeId> preferred = sharding::PreferredLeadersOf(map);
+  int balancing = 0;  // leaderships handed over this tick for balance (not for a drain)
   for (const GroupStatus& g : groups) {
     if (g.role != Role::kLeader) continue;
-    // A draining node hands its leaderships to an active voter first, so clients stop
-    // coming here before its replicas go (at most one attempt per group per second).
-    if (leaving && g.conf.voters.size() > 1) {
-      auto& last = last_transfer_[g.group];
-      if (now - last >= std::chrono::seconds(1)) {
-        for (const auto& peer : g.peers) {
-          if (peer.learner || !peer.recent_active || !g.conf.IsVoter(peer.id)) continue;
-          spdlog::info("{}: handing leadership to node {} (this node is draining)",
-                       g.group == kMetaGroup ? std::string("metadata log") : "shard " + std::to_string(g.group), peer.id);
-          driver_->TransferLeadership(g.group, peer.id);
-          last = now;
-          break;
-        }
-      }
-    }
+    HandOver(map, g, preferred, leaving, now, &balancing);
     if (changing_.count(g.group)) continue;
     const sharding::ShardInfo* want = &meta_want;
     if (g.group != kMetaGroup) {
@@ -287,6 +275,55 @@ void ClusterManager::Reconcile(const ClusterMap& map, const std::vector<GroupSta
       });
     });
   }
+}
+
+void ClusterManager::HandOver(const ClusterMap& map, const GroupStatus& g, const std::map<ShardId, NodeId>& preferred,
+                              bool leaving, Clock::time_point now, int* balancing) {
+  const bool meta = g.group == kMetaGroup;
+  NodeId to = replication::kNoNode;
+  if (!meta) {
+    auto p = preferred.find(static_cast<ShardId>(g.group));
+    if (p != preferred.end() && p->second != self_) to = p->second;
+  }
+  auto usable = [&](NodeId id, bool caught_up) {
+    for (const auto& peer : g.peers) {
+      if (peer.id != id) continue;
+      return !peer.learner && peer.recent_active && g.conf.IsVoter(id) && (!caught_up || peer.match >= g.last_index);
+    }
+    return false;
+  };
+  auto& last = last_transfer_[g.group];
+  const std::string what = meta ? std::string("metadata log") : "shard " + std::to_string(g.group);
+  if (leaving && g.conf.voters.size() > 1) {
+    // A draining node hands its leaderships away first, so clients stop coming here
+    // before its replicas go: to the preferred leader if it can take it, else to any
+    // active voter (at most one attempt per group per second).
+    if (now - last < std::chrono::seconds(1)) return;
+    if (to == replication::kNoNode || !usable(to, false)) {
+      to = replication::kNoNode;
+      for (const auto& peer : g.peers) {
+        if (usable(peer.id, false)) {
+          to = peer.id;
+          break;
+        }
+      }
+    }
+    if (to == replication::kNoNode) return;
+    spdlog::info("{}: handing leadership to node {} (this node is draining)", what, to);
+    driver_->TransferLeadership(g.group, to);
+    last = now;
+    return;
+  }
+  // Balance: hand a shard to its preferred leader once that node has caught up, while no
+  // move is under way, a few shards per tick, each at most every 10 s (a refused or lost
+  // transfer is simply tried again).
+  if (to == replication::kNoNode || *balancing >= 2 || now - last < std::chrono::seconds(10)) return;
+  auto it = map.shards.find(static_cast<ShardId>(g.group));
+  if (it == map.shards.end() || !it->second.learners.empty() || changing_.count(g.group) || !usable(to, true)) return;
+  spdlog::debug("{}: handing leadership to node {}, its preferred leader", what, to);
+  driver_->TransferLeadership(g.group, to);
+  last = now;
+  ++*balancing;
 }
 
 void ClusterManager::Report(const std::vector<GroupStatus>& groups) {

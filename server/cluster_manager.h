@@ -13,8 +13,10 @@
 //      map has stopped listing it and its Raft configuration no longer includes it (or
 //      after remove_grace: a removed replica never hears of its own removal);
 //   3. as leader of a shard, moves the shard's Raft configuration toward the map's replica
-//      set one single-server step at a time: add learners, promote, then remove; and on a
-//      draining node, hands its leaderships (shards and metadata log) to active voters;
+//      set one single-server step at a time: add learners, promote, then remove; hands
+//      leadership to the shard's preferred leader (sharding::PreferredLeadersOf: leaders
+//      spread evenly over the up voters) once it has caught up; and on a draining node,
+//      hands its leaderships (shards and metadata log) to active voters;
 //   4. reports to the metadata voters that it is alive, with the progress of every shard
 //      it leads (term, commit, configuration and each replica's match index);
 //   5. as metadata leader, runs the controller: from the map and the reports it builds
@@ -112,6 +114,12 @@ class ClusterManager {
                   const std::function<void(pb::Response&&)>& later);
   void SyncGroups(const sharding::ClusterMap& map, const std::vector<replication::GroupStatus>& groups);
   void Reconcile(const sharding::ClusterMap& map, const std::vector<replication::GroupStatus>& groups);
+  // As leader of `g`: hands leadership to the shard's preferred leader (balance), or, when
+  // this node is `leaving`, to whichever voter can take it.
+  void HandOver(const sharding::ClusterMap& map, const replication::GroupStatus& g,
+                const std::map<ShardId, replication::NodeId>& preferred, bool leaving,
+                std::chrono::steady_clock::time_point now,
+                int* balancing);
   void Report(const std::vector<replication::GroupStatus>& groups);
   void Control(const sharding::ClusterMap& map);
   // Runs `fn` on the I/O thread unless stopped (for driver callbacks).

@@ -152,6 +152,7 @@ void KvService::HandleNodeStatus(pb::Response* resp) {
   ns->set_disk_error(health.error);
   std::shared_ptr<const sharding::ClusterMap> map = node_->cluster_map ? node_->cluster_map() : nullptr;
   if (node_->driver == nullptr) return;  // waiting to join: no shards, no map
+  const auto fetching = node_->snapshots ? node_->snapshots->Fetching() : std::map<uint64_t, SnapshotStore::FetchProgress>{};
   for (const auto& g : node_->driver->Groups()) {
     if (g.group == sharding::kMetaGroup) continue;  // the metadata log, not a shard
     auto* sh = ns->add_shards();
@@ -164,6 +165,10 @@ void KvService::HandleNodeStatus(pb::Response* resp) {
     sh->set_last_index(g.last_index);
     for (uint64_t v : g.conf.voters) sh->add_replicas(MemberAddress(map.get(), c, v));
     for (uint64_t l : g.conf.learners) sh->add_replicas(MemberAddress(map.get(), c, l) + " (learner)");
+    if (auto f = fetching.find(g.group); f != fetching.end()) {
+      sh->set_snapshot_bytes_done(f->second.done);
+      sh->set_snapshot_bytes_total(f->second.total);
+    }
   }
   if (map && map->initialized()) sharding::MapToProto(*map, ns->mutable_cluster_map());
 }

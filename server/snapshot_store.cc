@@ -288,6 +288,11 @@ Status SnapshotStore::ReadChunk(std::string_view id, uint32_t file, uint64_t off
 
 // --- Follower side -----------------------------------------------------------------------
 
+std::map<uint64_t, SnapshotStore::FetchProgress> SnapshotStore::Fetching() const {
+  std::lock_guard lock(mu_);
+  return fetching_;
+}
+
 bool SnapshotStore::IsRemote(std::string_view image) {
   auto m = ParseManifest(image);
   return m.ok() && !m->source().empty();
@@ -375,7 +380,15 @@ Result<std::string> SnapshotStore::RunFetch(uint64_t group, const std::string& i
   stats_.fetches.fetch_add(1, std::memory_order_relaxed);
   stats_.fetch_bytes_left.fetch_add(m.total_bytes(), std::memory_order_relaxed);
   uint64_t received_total = 0;
-  auto settle = [&] { stats_.fetch_bytes_left.fetch_sub(m.total_bytes() - received_total, std::memory_order_relaxed); };
+  {
+    std::lock_guard lock(mu_);
+    fetching_[group] = FetchProgress{0, m.total_bytes()};
+  }
+  auto settle = [&] {
+    stats_.fetch_bytes_left.fetch_sub(m.total_bytes() - received_total, std::memory_order_relaxed);
+    std::lock_guard lock(mu_);
+    fetching_.erase(group);
+  };
   uint64_t next_req = 1;
   for (int fi = 0; fi < m.files_size(); ++fi) {
     const auto& f = m.files(fi);
@@ -444,6 +457,10 @@ Result<std::string> SnapshotStore::RunFetch(uint64_t group, const std::string& i
       received_total += data.size();
       stats_.fetch_bytes.fetch_add(data.size(), std::memory_order_relaxed);
       stats_.fetch_bytes_left.fetch_sub(data.size(), std::memory_order_relaxed);
+      {
+        std::lock_guard lock(mu_);
+        fetching_[group].done = received_total;
+      }
       inflight.erase(it);
     }
     if (s.ok() && ::fdatasync(fd) != 0) s = Status::IOError("fsync " + path + ": " + ErrnoText(errno));

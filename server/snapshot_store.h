@@ -115,6 +115,12 @@ class SnapshotStore {
   void Release(std::string_view image);
 
   const SnapshotStats& stats() const { return stats_; }
+  // The fetches running now, by shard: bytes received so far and in all.
+  struct FetchProgress {
+    uint64_t done = 0;
+    uint64_t total = 0;
+  };
+  std::map<uint64_t, FetchProgress> Fetching() const;
   // Fails queued jobs with Unavailable, interrupts running ones and joins the workers.
   void Stop();
 
@@ -139,7 +145,7 @@ class SnapshotStore {
   const SnapshotStoreOptions options_;
   const std::string out_dir_, in_dir_;
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Job> jobs_;  // guarded by mu_
   bool stopping_ = false;  // guarded by mu_
@@ -152,6 +158,7 @@ class SnapshotStore {
   std::map<std::string, ExportInfo> exports_;  // by id; guarded by mu_
   std::set<std::string> held_;                 // fetched ids a restore holds; guarded by mu_
   std::map<uint64_t, std::string> fetched_;    // group -> its latest fetched id; guarded by mu_
+  std::map<uint64_t, FetchProgress> fetching_;  // group -> the running fetch; guarded by mu_
   uint64_t next_id_ = 0;                       // guarded by mu_
   double tokens_ = 0;                          // rate limiter; guarded by mu_
   std::chrono::steady_clock::time_point refilled_{};  // guarded by mu_

@@ -71,7 +71,6 @@ PlanResult Plan(const ClusterMap& map, const ClusterView& view, const Controller
 
   // 2. Replicas, one step per shard.
   const auto target = TargetPlacement(map, view, options);
-  const auto preferred = PreferredLeaders(target);
   for (const auto& [id, s] : map.shards) r.moves_in_flight += !s.learners.empty();
 
   for (const auto& [id, s] : map.shards) {
@@ -105,15 +104,7 @@ PlanResult Plan(const ClusterMap& map, const ClusterView& view, const Controller
     for (NodeId n : want) {
       if (!Contains(voters, n)) missing.push_back(n);
     }
-    if (extra.empty() && missing.empty()) {
-      // In place: steer leadership toward the preferred node.
-      auto lead = preferred.find(id);
-      if (lead != preferred.end() && lead->second != s.leader_hint && s.leader_hint != replication::kNoNode &&
-          healthy(lead->second)) {
-        r.leader_transfers[id] = lead->second;
-      }
-      continue;
-    }
+    if (extra.empty() && missing.empty()) continue;
     ++r.moves_waiting;
     if (options.paused) continue;
     // Shrink first when there are more voters than wanted (after a promotion, or when
@@ -135,6 +126,19 @@ PlanResult Plan(const ClusterMap& map, const ClusterView& view, const Controller
     }
   }
   return r;
+}
+
+std::map<ShardId, NodeId> PreferredLeadersOf(const ClusterMap& map) {
+  std::map<ShardId, std::vector<NodeId>> voters;
+  for (const auto& [id, s] : map.shards) {
+    std::vector<NodeId> up;
+    for (NodeId n : s.voters) {
+      const Member* m = map.FindMember(n);
+      if (m != nullptr && m->state == MemberState::kUp) up.push_back(n);
+    }
+    if (!up.empty()) voters.emplace(id, std::move(up));
+  }
+  return PreferredLeaders(voters);
 }
 
 }  // namespace ring::sharding

@@ -26,6 +26,9 @@
 // than a copy) until it has been silent for `rereplicate_after_ms`, when placement stops
 // counting it and its replicas are re-created elsewhere. A down node that is heard from
 // again is up again. A draining node is not a candidate, so its replicas move away.
+//
+// Leaders: PreferredLeadersOf spreads them over the up voters of each shard; each shard's
+// leader transfers leadership to its preferred node once that node is caught up.
 #pragma once
 
 #include <cstdint>
@@ -60,7 +63,6 @@ struct ClusterView {
 
 struct PlanResult {
   std::vector<MapChange> changes;               // at most one per shard; member changes first
-  std::map<ShardId, NodeId> leader_transfers;   // shard -> preferred leader it should move to
   size_t moves_in_flight = 0;                    // shards with a learner after these changes
   size_t moves_waiting = 0;                      // shards still away from their target
 };
@@ -71,5 +73,11 @@ std::map<ShardId, std::vector<NodeId>> TargetPlacement(const ClusterMap& map, co
                                                        const ControllerOptions& options);
 
 PlanResult Plan(const ClusterMap& map, const ClusterView& view, const ControllerOptions& options);
+
+// Shard -> the voter that should lead it: leaders spread evenly (PreferredLeaders) over
+// each shard's voters that are up. A shard with no such voter is absent. A pure function
+// of the map, so every shard leader computes the same answer and hands leadership over
+// on its own (server/cluster_manager); nothing is proposed for it.
+std::map<ShardId, NodeId> PreferredLeadersOf(const ClusterMap& map);
 
 }  // namespace ring::sharding

@@ -547,6 +547,9 @@ TEST_CASE("ringctl status describes each node and marks an unreachable one down"
   CHECK(map["members"].items[0]["address"].string == node.address());
   CHECK(map["members"].items[0]["state"].string == "up");
   CHECK(map["shards"].items.size() >= 1);
+  CHECK(map["shards"].items[0]["leader"].string == node.address());
+  CHECK(map["moves"].type == Json::Type::kArray);  // none in progress on one node
+  CHECK(map["moves"].items.empty());
   CHECK(Ctl(node.address(), {"status"}).out.find("cluster map: version") != std::string::npos);
 
   // One node up and one down: both are listed and the exit code says something is wrong.

@@ -378,9 +378,26 @@ TEST_CASE("snapshot fetches keep to the configured byte rate", "[replicated_kv]"
   pb::SnapshotManifest m;
   REQUIRE(m.ParseFromString(*image));
   REQUIRE(m.total_bytes() > (3u << 20));
+  // While it runs, the fetch reports its progress (what `ringctl status` shows for a move).
+  std::atomic<bool> done{false};
+  std::vector<SnapshotStore::FetchProgress> seen;
+  std::thread watcher([&] {
+    while (!done.load()) {
+      auto f = p.b.store->Fetching();
+      if (f.count(0)) seen.push_back(f[0]);
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
   auto start = std::chrono::steady_clock::now();
   p.b.Install(*image);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  done = true;
+  watcher.join();
+  CHECK(p.b.store->Fetching().empty());
+  REQUIRE(seen.size() >= 5);
+  CHECK(seen.front().total == m.total_bytes());
+  CHECK(seen.front().done < seen.back().done);
+  for (const auto& f : seen) CHECK(f.done <= f.total);
   // A lower bound only: at 4 MiB/s, less the 0.8 MiB burst allowance, this cannot be faster.
   CHECK(secs >= (static_cast<double>(m.total_bytes()) - (0.8 * (1 << 20))) / (4 << 20) * 0.95);
   CHECK(p.b.Get("k63") == Noise(63));

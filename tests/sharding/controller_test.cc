@@ -161,6 +161,38 @@ TEST_CASE("grow to five nodes, then drain back to three", "[sharding]") {
   for (const auto& [id, s] : h.map.shards) CHECK(std::set<NodeId>(s.voters.begin(), s.voters.end()) == std::set<NodeId>{1, 2, 3});
 }
 
+TEST_CASE("preferred leaders are spread evenly over the up voters, never on a draining node", "[sharding]") {
+  Harness h({1, 2, 3});
+  h.Join(4);
+  h.Join(5);
+  h.RunUntilStable();
+  auto count = [&](const std::map<ShardId, NodeId>& leaders) {
+    std::map<NodeId, size_t> n;
+    for (const auto& [shard, node] : leaders) {
+      const auto& voters = h.map.shards.at(shard).voters;
+      CHECK(std::find(voters.begin(), voters.end(), node) != voters.end());
+      ++n[node];
+    }
+    return n;
+  };
+  auto leaders = PreferredLeadersOf(h.map);
+  CHECK(leaders.size() == 64);
+  auto per_node = count(leaders);
+  for (NodeId n = 1; n <= 5; ++n) {
+    INFO("node " << n);
+    CHECK(per_node[n] >= 11);  // 64 / 5 = 12.8
+    CHECK(per_node[n] <= 15);
+  }
+  CHECK(PreferredLeadersOf(h.map) == leaders);  // a pure function of the map
+  // A draining (or down) node is nobody's preferred leader, before its replicas even move.
+  h.SetState(5, MemberState::kDraining);
+  h.SetState(4, MemberState::kDown);
+  per_node = count(PreferredLeadersOf(h.map));
+  CHECK(per_node.count(5) == 0);
+  CHECK(per_node.count(4) == 0);
+  for (NodeId n = 1; n <= 3; ++n) CHECK(per_node[n] >= 18);
+}
+
 TEST_CASE("a silent node is marked down, and only later re-replicated", "[sharding]") {
   Harness h({1, 2, 3, 4});
   h.RunUntilStable();  // init put every shard on 1, 2, 3; spread over all four first

@@ -57,6 +57,8 @@ struct ShardInfo {
   uint64_t applied_index = 0;
   uint64_t last_index = 0;
   std::vector<std::string> replicas;
+  uint64_t snapshot_bytes_done = 0;   // while this node fetches a snapshot of the shard
+  uint64_t snapshot_bytes_total = 0;  // (a replica move or catch-up); 0 otherwise
 };
 
 // The cluster map as a node last applied it: members and how the hash space is sharded.
