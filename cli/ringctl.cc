@@ -318,26 +318,40 @@ class Commands {
     return kExitOk;
   }
 
-  // The shard that owns `key`, by the same keyspace code the nodes use; the shard count
-  // comes from the first node that answers.
+  // The shard that owns `key`, by the same keyspace code the nodes use, and the cluster
+  // map of the first node that answers (its range, epoch and replicas).
   int Locate(const std::string& key) {
     if (Status s = CheckKey(key); !s.ok()) return ReportError(flags_, s);
     NodeInfo info;
     Status s = client_->NodeStatus("", &info, call_);
     if (!s.ok()) return ReportError(flags_, s);
-    if (info.shard_count == 0) return ReportError(flags_, Status::Corruption("node reports no shards"));
-    uint64_t hash = KeyHash(key);
-    ShardId shard = ShardRanges::Uniform(info.shard_count).ShardOf(hash);
+    const ClusterMapInfo& map = info.cluster_map;
+    std::vector<std::pair<uint64_t, ShardId>> starts;
+    for (const auto& sh : map.shards) starts.emplace_back(sh.start, sh.id);
+    auto ranges = ShardRanges::FromStarts(std::move(starts));
+    if (!ranges.ok()) return ReportError(flags_, Status::Unavailable("the node holds no cluster map yet; retry"));
+    const uint64_t hash = KeyHash(key);
+    const ShardId shard = ranges->ShardOf(hash);
+    const ClusterMapInfo::Shard* info_shard = nullptr;
+    for (const auto& sh : map.shards) {
+      if (sh.id == shard) info_shard = &sh;
+    }
     char hex[24];
     std::snprintf(hex, sizeof hex, "0x%016llx", static_cast<unsigned long long>(hash));
+    std::string voters;
+    for (uint64_t v : info_shard->voters) voters += (voters.empty() ? "" : ",") + std::to_string(v);
     if (flags_.json) {
       JsonWriter w;
       w.BeginObject().Key("ok").Bool(true).Key("key").String(key).Key("shard").Uint(shard);
-      w.Key("hash").String(hex).Key("hashed_part").String(HashTag(key)).Key("shard_count").Uint(info.shard_count);
-      w.EndObject();
+      w.Key("hash").String(hex).Key("hashed_part").String(HashTag(key)).Key("shard_count").Uint(ranges->count());
+      w.Key("start").Uint(info_shard->start).Key("end").Uint(info_shard->end).Key("epoch").Uint(info_shard->epoch);
+      w.Key("voters").BeginArray();
+      for (uint64_t v : info_shard->voters) w.Uint(v);
+      w.EndArray().Key("map_version").Uint(map.version).EndObject();
       EmitJson(w);
     } else {
-      EmitLine("shard " + std::to_string(shard) + " of " + std::to_string(info.shard_count) + " (hash " + hex + ")");
+      EmitLine("shard " + std::to_string(shard) + " of " + std::to_string(ranges->count()) + " (hash " + hex +
+               "), epoch " + std::to_string(info_shard->epoch) + ", on nodes " + voters);
     }
     return kExitOk;
   }

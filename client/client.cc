@@ -119,8 +119,19 @@ class Client::Impl {
   std::atomic<uint64_t> next_seq_{1};
   std::set<uint64_t> open_seqs_;  // I/O thread: seqs of unanswered mutations
   // Routing learned from redirects (I/O thread): shard count and each shard's leader node.
+  // How keys map to shards: the cluster map's ranges once fetched (map_version_ > 0),
+  // else uniform ranges from a redirect's shard count (map_version_ == 0), else unknown.
   std::optional<ShardRanges> shards_;
-  std::vector<int> shard_leader_;  // node index, -1 unknown
+  uint64_t map_version_ = 0;
+  bool map_fetching_ = false;
+  Clock::time_point map_asked_{};  // when RefreshMap last asked
+  std::vector<int> shard_leader_;  // by shard id: node index, -1 unknown
+  // Fetches the cluster map from node `node` (if newer than ours) and routes by it.
+  void RefreshMap(size_t node);
+  int& LeaderSlot(ShardId shard) {
+    if (shard >= shard_leader_.size()) shard_leader_.resize(size_t{shard} + 1, -1);
+    return shard_leader_[shard];
+  }
   asio::steady_timer sweep_timer_{io_};
   // I/O thread state.
   std::vector<Endpoint> nodes_;                           // seeds, then nodes learned later
@@ -469,11 +480,25 @@ void Client::Impl::Dispatch(const CallPtr& call) {
     for (int i = 0; i < keys.size(); ++i) parts[shards_->ShardOfKey(keys[i])].push_back(i);
     if (parts.size() > 1) return SplitBatchGet(call, std::move(parts));
   }
-  if (!call->pinned && !call->redirected && shards_) {
+  // Route by the cluster map: fetch it with the first request (and again at most once a
+  // second while no node has one to give).
+  if (!call->pinned && map_version_ == 0 && Clock::now() - map_asked_ > std::chrono::seconds(1)) {
+    RefreshMap(call->node);
+  }
+  if (!call->pinned && shards_) {
     std::string_view key = RoutingKey(call->request);
     if (!key.empty()) {
-      int leader = shard_leader_[shards_->ShardOfKey(key)];
-      if (leader >= 0) call->node = static_cast<size_t>(leader);
+      const ShardId shard = shards_->ShardOfKey(key);
+      if (!call->redirected) {
+        int leader = LeaderSlot(shard);
+        if (leader >= 0) call->node = static_cast<size_t>(leader);
+      }
+      // Name the shard and the map it was chosen from, so a node whose map differs
+      // refuses it (WrongShard) instead of serving a range it no longer owns.
+      if (map_version_ > 0) {
+        call->request.set_shard(shard + 1);
+        call->request.set_map_version(map_version_);
+      }
     }
   }
   call->redirected = false;
@@ -497,22 +522,21 @@ void Client::Impl::OnReply(const CallPtr& call, pb::Response* resp) {
   bool redirected = false;
   if (resp->has_redirect()) {
     const pb::Redirect& r = resp->redirect();
-    if (r.shard_count() > 0 && (!shards_ || shards_->count() != r.shard_count())) {
-      shards_ = ShardRanges::Uniform(r.shard_count());
+    if (r.map_version() > map_version_) RefreshMap(call->node);
+    if (map_version_ == 0 && r.shard_count() > 0 && (!shards_ || shards_->count() != r.shard_count())) {
+      shards_ = ShardRanges::Uniform(r.shard_count());  // until the map arrives
       shard_leader_.assign(r.shard_count(), -1);
     }
     if (!r.leader().empty()) {
       size_t node = NodeIndex(r.leader());
-      if (shards_ && r.shard() >= 1 && r.shard() <= shard_leader_.size()) {
-        shard_leader_[r.shard() - 1] = static_cast<int>(node);
-      }
+      if (r.shard() >= 1) LeaderSlot(r.shard() - 1) = static_cast<int>(node);
       if (!call->pinned) {
         call->node = node;
         call->redirected = true;
         redirected = true;
       }
-    } else if (shards_ && r.shard() >= 1 && r.shard() <= shard_leader_.size()) {
-      shard_leader_[r.shard() - 1] = -1;  // the cached leader is not (or no longer) it
+    } else if (r.shard() >= 1) {
+      LeaderSlot(r.shard() - 1) = -1;  // the cached leader is not (or no longer) it
     }
   }
   // A redirect to a named leader is followed at once (a few times), and so is a batch
@@ -520,6 +544,30 @@ void Client::Impl::OnReply(const CallPtr& call, pb::Response* resp) {
   const bool split = st.code() == StatusCode::kWrongShard && shards_ &&
                      call->request.body_case() == pb::Request::kBatchGet;
   Retry(call, st.ToString(), (redirected || split) && call->attempts < 3);
+}
+
+void Client::Impl::RefreshMap(size_t node) {
+  if (map_fetching_ || closing_) return;
+  map_fetching_ = true;
+  map_asked_ = Clock::now();
+  pb::Request req;
+  req.mutable_node_status();
+  CallOptions opts;
+  opts.timeout = std::min(options_.default_timeout, std::chrono::milliseconds(2000));
+  SubmitPinned(std::move(req), node, opts, [this](Status s, pb::Response* r) {
+    map_fetching_ = false;
+    if (!s.ok() || r == nullptr) return;
+    const auto& map = r->node_status().cluster_map();
+    if (map.version() <= map_version_) return;
+    std::vector<std::pair<uint64_t, ShardId>> starts;
+    for (const auto& sh : map.shards()) starts.emplace_back(sh.start(), sh.id());
+    auto ranges = ShardRanges::FromStarts(std::move(starts));
+    if (!ranges.ok()) return;  // a node never serves a broken map; keep what we have
+    const bool same = shards_ && map_version_ > 0 && shards_->count() == ranges->count();
+    shards_ = std::move(ranges).value();
+    map_version_ = map.version();
+    if (!same) shard_leader_.assign(shard_leader_.size(), -1);
+  });
 }
 
 void Client::Impl::Retry(const CallPtr& call, const std::string& why, bool immediately) {

@@ -39,18 +39,39 @@ ShardRanges ShardRanges::Uniform(uint32_t count) {
   for (uint32_t i = 0; i < count; ++i) {
     unsigned __int128 num = static_cast<unsigned __int128>(i) << 64;
     r.starts_.push_back(static_cast<uint64_t>((num + count - 1) / count));
+    r.ids_.push_back(i);
+    r.pos_.push_back(i);
+  }
+  return r;
+}
+
+Result<ShardRanges> ShardRanges::FromStarts(std::vector<std::pair<uint64_t, ShardId>> starts) {
+  if (starts.empty()) return Status::InvalidArgument("no shards");
+  std::sort(starts.begin(), starts.end());
+  if (starts.front().first != 0) return Status::InvalidArgument("no shard starts at hash 0");
+  ShardRanges r;
+  for (size_t i = 0; i < starts.size(); ++i) {
+    const auto [start, id] = starts[i];
+    if (i > 0 && start == starts[i - 1].first) return Status::InvalidArgument("two shards start at the same hash");
+    if (id == kAbsent) return Status::InvalidArgument("shard id out of range");
+    if (id >= r.pos_.size()) r.pos_.resize(size_t{id} + 1, kAbsent);
+    if (r.pos_[id] != kAbsent) return Status::InvalidArgument("shard " + std::to_string(id) + " listed twice");
+    r.pos_[id] = static_cast<uint32_t>(i);
+    r.starts_.push_back(start);
+    r.ids_.push_back(id);
   }
   return r;
 }
 
 ShardId ShardRanges::ShardOf(uint64_t hash) const {
   auto it = std::upper_bound(starts_.begin(), starts_.end(), hash);
-  return static_cast<ShardId>(it - starts_.begin() - 1);
+  return ids_[static_cast<size_t>(it - starts_.begin() - 1)];
 }
 
 std::string ShardRanges::EndBound(ShardId shard) const {
-  if (shard + 1 >= starts_.size()) return std::string();
-  return HashPrefix(starts_[shard + 1]);
+  const uint32_t i = pos_[shard];
+  if (i + 1 >= starts_.size()) return std::string();
+  return HashPrefix(starts_[i + 1]);
 }
 
 }  // namespace ring

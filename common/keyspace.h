@@ -13,7 +13,10 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
+
+#include "common/status.h"
 
 namespace ring {
 
@@ -30,24 +33,33 @@ std::string DataKey(std::string_view key);
 // be64(hash): the first storage key of any key with that hash or above.
 std::string HashPrefix(uint64_t hash);
 
-// An ordered set of shards covering the whole hash space.
+// An ordered set of shards covering the whole hash space. Shard ids need not follow the
+// ranges' order (a split gives the upper half a new id).
 // Thread-safety: immutable after construction; share freely.
 class ShardRanges {
  public:
   // `count` equal ranges; shard i starts at ceil(i * 2^64 / count). count >= 1.
   static ShardRanges Uniform(uint32_t count);
+  // Shards given as (start, id): starts distinct with one at 0, ids distinct (any order).
+  // InvalidArgument otherwise.
+  static Result<ShardRanges> FromStarts(std::vector<std::pair<uint64_t, ShardId>> starts);
 
   uint32_t count() const { return static_cast<uint32_t>(starts_.size()); }
   // The shard whose range contains `hash`.
   ShardId ShardOf(uint64_t hash) const;
   ShardId ShardOfKey(std::string_view key) const { return ShardOf(KeyHash(key)); }
-  uint64_t Start(ShardId shard) const { return starts_[shard]; }
+  bool Contains(ShardId shard) const { return shard < pos_.size() && pos_[shard] != kAbsent; }
+  // Start of shard `shard`'s range (which must exist).
+  uint64_t Start(ShardId shard) const { return starts_[pos_[shard]]; }
   // Exclusive end of the range, as a storage-key bound ("" for the last shard = no bound).
   std::string EndBound(ShardId shard) const;
-  std::string StartBound(ShardId shard) const { return HashPrefix(starts_[shard]); }
+  std::string StartBound(ShardId shard) const { return HashPrefix(Start(shard)); }
 
  private:
+  static constexpr uint32_t kAbsent = UINT32_MAX;
   std::vector<uint64_t> starts_;  // sorted, starts_[0] == 0
+  std::vector<ShardId> ids_;      // ids_[i] owns [starts_[i], starts_[i + 1])
+  std::vector<uint32_t> pos_;     // shard id -> its index in starts_ (kAbsent: none)
 };
 
 }  // namespace ring

@@ -201,9 +201,7 @@ Status Server::Impl::StartNode(replication::NodeId id, std::vector<replication::
                                              state_machine.get(), transport.get(), engine.get());
   NodeContext* n = &node;
   auto apply_map = [n](const sharding::ClusterMap& map) {
-    if (map.initialized() && map.shards.size() != n->Shards()->count()) {
-      n->SetShards(ShardRanges::Uniform(static_cast<uint32_t>(map.shards.size())));
-    }
+    if (map.initialized()) n->SetShards(sharding::ShardRangesOf(map));
   };
   apply_map(*meta->Map());
   manager->OnMapChange(apply_map);

@@ -129,7 +129,19 @@ void KvService::Redirect(NodeContext* node, ShardId shard, pb::Response* resp) {
   auto* r = resp->mutable_redirect();
   if (s.code() == StatusCode::kNotLeader) r->set_leader(address);
   r->set_shard(shard + 1);
+  SetMapHints(node, r);
+}
+
+void KvService::SetMapHints(NodeContext* node, pb::Redirect* r) {
   r->set_shard_count(node->Shards()->count());
+  if (node->cluster_map) r->set_map_version(node->cluster_map()->version);
+}
+
+void KvService::FailRouting(NodeContext* node, const Status& s, pb::Response* resp) {
+  Fail(s, node->metrics, resp);
+  if (s.code() == StatusCode::kWrongShard || s.code() == StatusCode::kStaleEpoch) {
+    SetMapHints(node, resp->mutable_redirect());
+  }
 }
 
 void KvService::HandleNodeStatus(pb::Response* resp) {
@@ -223,7 +235,7 @@ bool KvService::Handle(const pb::Request& req, pb::Response* resp, const Later& 
       if (s.ok()) s = node_->engine->Get(storage::Cf::kData, DataKey(key), resp->mutable_get()->mutable_value());
       if (!s.ok()) {
         resp->clear_get();
-        Fail(s, m, resp);
+        FailRouting(node_, s, resp);
       }
       return true;
     }
@@ -233,6 +245,7 @@ bool KvService::Handle(const pb::Request& req, pb::Response* resp, const Later& 
       std::vector<std::string> dkeys;
       for (int i = 0; s.ok() && i < keys.size(); ++i) {
         s = CheckKey(keys[i]).WithContext("key " + std::to_string(i));
+        if (s.ok()) s = CheckShard(*shards, req, keys[i]);
         dkeys.push_back(DataKey(keys[i]));
       }
       // Reads need no atomicity across shards: serve the batch if this node holds the
@@ -252,10 +265,10 @@ bool KvService::Handle(const pb::Request& req, pb::Response* resp, const Later& 
           Redirect(node_, *missing, resp);
           return true;
         }
-        Fail(Status::WrongShard("batch spans shards this node does not all lead (shard " + std::to_string(*missing) +
-                                " is led elsewhere); split it by shard"),
-             m, resp);
-        resp->mutable_redirect()->set_shard_count(shards->count());
+        FailRouting(node_,
+                    Status::WrongShard("batch spans shards this node does not all lead (shard " +
+                                       std::to_string(*missing) + " is led elsewhere); split it by shard"),
+                    resp);
         return true;
       }
       std::vector<std::optional<std::string>> values;
@@ -276,7 +289,7 @@ bool KvService::Handle(const pb::Request& req, pb::Response* resp, const Later& 
       }
       if (!s.ok()) {
         resp->clear_batch_get();
-        Fail(s, m, resp);
+        FailRouting(node_, s, resp);
       }
       return true;
     }
@@ -345,10 +358,13 @@ bool KvService::Handle(const pb::Request& req, pb::Response* resp, const Later& 
       return true;
     }
   }
-  for (size_t i = 0; s.ok() && i < keys.size(); ++i) s = CheckShard(*shards, req, keys[i]);
+  // One shard for the whole batch first (a caller's error), then the client's routing.
   Result<ShardId> shard = s.ok() ? SingleShard(*shards, keys) : Result<ShardId>(s);
+  if (shard.ok()) {
+    if (Status routed = CheckShard(*shards, req, keys.front()); !routed.ok()) shard = routed;
+  }
   if (!shard.ok()) {
-    Fail(shard.status(), m, resp);
+    FailRouting(node_, shard.status(), resp);
     return true;
   }
 

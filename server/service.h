@@ -33,6 +33,7 @@ struct ClusterMap;
 namespace ring::pb {
 class Request;
 class Response;
+class Redirect;
 class NodeReport;
 }  // namespace ring::pb
 
@@ -101,6 +102,10 @@ class KvService {
   // NotLeader (or Unavailable while the leader confirms its lease) with a redirect.
   // Static: mutation callbacks may outlive the connection that owns this service.
   static void Redirect(NodeContext* node, ShardId shard, pb::Response* resp);
+  // The node's map version and shard count, so a client can tell its routing is stale.
+  static void SetMapHints(NodeContext* node, pb::Redirect* r);
+  // Fail(), plus the map hints when `s` is WrongShard or StaleEpoch.
+  static void FailRouting(NodeContext* node, const Status& s, pb::Response* resp);
   void HandleNodeStatus(pb::Response* resp);
 
   NodeContext* const node_;  // not owned

@@ -1,6 +1,7 @@
 #include "sharding/cluster_map.h"
 
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <set>
 
@@ -32,6 +33,14 @@ std::optional<ShardId> ClusterMap::ShardOf(uint64_t hash) const {
 const Member* ClusterMap::FindMember(NodeId id) const {
   auto it = members.find(id);
   return it == members.end() ? nullptr : &it->second;
+}
+
+ShardRanges ShardRangesOf(const ClusterMap& map) {
+  std::vector<std::pair<uint64_t, ShardId>> starts;
+  for (const auto& [id, s] : map.shards) starts.emplace_back(s.start, id);
+  auto r = ShardRanges::FromStarts(std::move(starts));
+  assert(r.ok());  // Validate() holds for every map Apply or Decode produced
+  return r.ok() ? std::move(r).value() : ShardRanges::Uniform(1);
 }
 
 const Member* ClusterMap::FindLiveMember(std::string_view address) const {

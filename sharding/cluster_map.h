@@ -128,6 +128,9 @@ inline constexpr uint32_t kMaxReplicationFactor = 7;
 // Deterministic: every node applying the same change to the same map gets the same map.
 Result<ClusterMap> Apply(const ClusterMap& map, const MapChange& change);
 
+// How `map` cuts the hash space (an initialised map), for routing.
+ShardRanges ShardRangesOf(const ClusterMap& map);
+
 // Wire encodings (Protobuf). Decode validates: a map that breaks an invariant, or a
 // change that is malformed, is Corruption, never a crash.
 std::string EncodeMap(const ClusterMap& map);

@@ -214,4 +214,27 @@ TEST_CASE("a million random keys spread evenly over 64 shards", "[keyspace]") {
   }
 }
 
+TEST_CASE("shard ranges from a map's starts route by range, whatever the ids", "[keyspace]") {
+  // Shard 0 split at the midpoint of [0, 2^63): the upper half is shard 2.
+  auto r = ShardRanges::FromStarts({{uint64_t{1} << 63, 1}, {0, 0}, {uint64_t{1} << 62, 2}});
+  REQUIRE(r.ok());
+  CHECK(r->count() == 3);
+  CHECK(r->ShardOf(0) == 0);
+  CHECK(r->ShardOf((uint64_t{1} << 62) - 1) == 0);
+  CHECK(r->ShardOf(uint64_t{1} << 62) == 2);
+  CHECK(r->ShardOf(UINT64_MAX) == 1);
+  CHECK(r->Start(2) == uint64_t{1} << 62);
+  CHECK(r->EndBound(0) == HashPrefix(uint64_t{1} << 62));
+  CHECK(r->EndBound(2) == HashPrefix(uint64_t{1} << 63));
+  CHECK(r->EndBound(1).empty());
+  CHECK(r->Contains(2));
+  CHECK_FALSE(r->Contains(3));
+  // Malformed layouts are refused.
+  CHECK(ShardRanges::FromStarts({}).status().IsInvalidArgument());
+  CHECK(ShardRanges::FromStarts({{5, 0}}).status().IsInvalidArgument());             // no shard at 0
+  CHECK(ShardRanges::FromStarts({{0, 0}, {0, 1}}).status().IsInvalidArgument());     // same start twice
+  CHECK(ShardRanges::FromStarts({{0, 3}, {9, 3}}).status().IsInvalidArgument());     // same id twice
+  CHECK(ShardRanges::FromStarts({{0, UINT32_MAX}}).status().IsInvalidArgument());    // id out of range
+}
+
 }  // namespace ring

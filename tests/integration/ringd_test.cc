@@ -151,10 +151,12 @@ TEST_CASE("limits are enforced with errors that name the limit", "[integration]"
 
   // A BatchGet whose reply could not fit in one frame is refused, not truncated.
   std::vector<std::pair<std::string, std::string>> pairs;
-  for (int i = 0; i < 5; ++i) pairs.emplace_back("big" + std::to_string(i), std::string(1 << 20, 'x'));
+  // (One shard, through a tag: the client splits a batch by shard, and a part this big
+  // is still refused.)
+  for (int i = 0; i < 5; ++i) pairs.emplace_back("{big}" + std::to_string(i), std::string(1 << 20, 'x'));
   for (auto& p : pairs) REQUIRE(c->Put(p.first, p.second).ok());
   std::vector<std::string> nine;
-  for (int i = 0; i < 9; ++i) nine.push_back("big" + std::to_string(i % 5));
+  for (int i = 0; i < 9; ++i) nine.push_back("{big}" + std::to_string(i % 5));
   s = c->BatchGet(nine, &vals);
   CHECK(s.IsInvalidArgument());
   CHECK(s.message().find("split the batch") != std::string::npos);
@@ -169,7 +171,24 @@ TEST_CASE("limits are enforced with errors that name the limit", "[integration]"
   REQUIRE(replies.size() == 2);
   CHECK(replies[0].code() == pb::WRONG_SHARD);
   CHECK(replies[0].message().find("belongs to shard " + std::to_string(owner)) != std::string::npos);
+  // The refusal says which map the node routes by, so the client can fetch it.
+  CHECK(replies[0].redirect().map_version() >= 1);
+  CHECK(replies[0].redirect().shard_count() == 64);
   CHECK(replies[1].code() == pb::OK);
+  // Hostile routing fields: a shard far out of range, a map version from the future; the
+  // mutation and the batch read are refused alike, and nothing is written.
+  pb::Request far = PutReq(13, "k-far", "v");
+  far.set_shard(4000000000u);
+  far.set_map_version(UINT64_MAX);
+  pb::Request wrong_batch;
+  wrong_batch.set_id(14);
+  wrong_batch.mutable_batch_get()->add_keys("k");
+  wrong_batch.set_shard(1 + (owner + 1) % 64);
+  replies = ParseReplies(SendRaw(node.address(), Frame(far) + Frame(wrong_batch), 5s, Replies(2)).bytes);
+  REQUIRE(replies.size() == 2);
+  CHECK(replies[0].code() == pb::WRONG_SHARD);
+  CHECK(replies[1].code() == pb::WRONG_SHARD);
+  CHECK(c->Get("k-far", &h).IsNotFound());
   RequireServes(node.address());
 }
 
