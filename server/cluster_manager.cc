@@ -382,6 +382,8 @@ void ClusterManager::Control(const ClusterMap& map) {
   sharding::ControllerOptions copts = options_.controller;
   copts.paused = copts.paused || map.moves_paused;
   copts.max_concurrent_moves = config_.max_concurrent_moves;
+  copts.down_after_ms = uint64_t{config_.down_after_s} * 1000;
+  copts.rereplicate_after_ms = uint64_t{config_.rereplicate_after_s} * 1000;
   sharding::PlanResult plan = sharding::Plan(map, view, copts);
   for (const MapChange& change : plan.changes) {
     if (change.kind == MapChange::Kind::kSetReplicas) {

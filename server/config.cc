@@ -131,6 +131,8 @@ Status ApplyToml(std::string_view toml_text, const std::string& origin, Config* 
     else if (key == "snapshot_rate_mb") s = ReadUint(node, key, 0, 1 << 20, &c->snapshot_rate_mb);
     else if (key == "snapshot_workers") s = ReadUint(node, key, 1, 64, &c->snapshot_workers);
     else if (key == "max_concurrent_moves") s = ReadUint(node, key, 1, 1024, &c->max_concurrent_moves);
+    else if (key == "down_after_s") s = ReadUint(node, key, 1, 86400, &c->down_after_s);
+    else if (key == "rereplicate_after_s") s = ReadUint(node, key, 1, 86400 * 7, &c->rereplicate_after_s);
     else s = Status::InvalidArgument("unknown setting \"" + key + "\"");
     if (!s.ok()) {
       const auto& at = node.source().begin;
@@ -148,6 +150,10 @@ Status Validate(const Config& c) {
   if (c.log_retain >= c.log_compact_after) {
     return Status::InvalidArgument("log_retain (" + std::to_string(c.log_retain) + ") must be below log_compact_after (" +
                                    std::to_string(c.log_compact_after) + ")");
+  }
+  if (c.rereplicate_after_s < c.down_after_s) {
+    return Status::InvalidArgument("rereplicate_after_s (" + std::to_string(c.rereplicate_after_s) +
+                                   ") must not be below down_after_s (" + std::to_string(c.down_after_s) + ")");
   }
   if (!c.peers.empty() && !c.join.empty()) {
     return Status::InvalidArgument("give either peers (a static cluster) or join (join a cluster), not both");
@@ -226,6 +232,8 @@ ParsedCommandLine ParseCommandLine(int argc, const char* const* argv) {
       {"--snapshot-rate-mb", "snapshot_rate_mb", "Cap on the MB/s this node fetches shard snapshots at (moves, catch-up); 0 = unlimited (default 0)"},
       {"--snapshot-workers", "snapshot_workers", "Snapshot exports and fetches this node runs at once (default 2)"},
       {"--max-concurrent-moves", "max_concurrent_moves", "As metadata leader, shards with a replica move in flight at once (default 2)"},
+      {"--down-after-s", "down_after_s", "As metadata leader, mark a member down after this many seconds of silence (default 10)"},
+      {"--rereplicate-after-s", "rereplicate_after_s", "As metadata leader, re-create a silent member's replicas elsewhere after this many seconds (default 60)"},
   };
   for (const auto& f : int_flags) {
     app.add_option(f.flag, ints[f.key], f.help);

@@ -49,6 +49,8 @@ struct Config {
   uint32_t snapshot_rate_mb = 0;       // MB/s cap on fetching shard snapshots; 0 = none
   uint32_t snapshot_workers = 2;       // snapshot exports and fetches at once
   uint32_t max_concurrent_moves = 2;   // shards with a replica move in flight (metadata leader)
+  uint32_t down_after_s = 10;          // a member silent this long is marked down (metadata leader)
+  uint32_t rereplicate_after_s = 60;   // ... and its replicas are re-created elsewhere after this
   std::string ready_file;           // flag only: written once the node serves
 };
 

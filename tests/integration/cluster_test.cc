@@ -932,5 +932,49 @@ TEST_CASE("shard leaders spread evenly over the nodes, and come back after a nod
   REQUIRE(client->Get("during", &got).ok());
 }
 
+TEST_CASE("a killed node is marked down after down_after_s and its replicas re-created after rereplicate_after_s",
+          "[integration][fault][cluster]") {
+  Cluster c(4, {"--down-after-s", "2", "--rereplicate-after-s", "4", "--max-concurrent-moves", "8"});
+  auto client = c.Connect(20s);
+  ClusterMapInfo map = WaitForMap(client.get(), c.addresses[0], 30s, [](const ClusterMapInfo& m) {
+    if (UpMembers(m) != 4 || ReplicasOn(m, 2) < 4) return false;
+    for (const auto& sh : m.shards) {
+      if (!sh.learners.empty()) return false;
+    }
+    return true;
+  });
+  REQUIRE(ReplicasOn(map, 2) >= 4);
+  for (int i = 0; i < 40; ++i) REQUIRE(client->Put("r" + std::to_string(i), std::to_string(i)).ok());
+
+  c.nodes[1]->Kill9();
+  const auto killed = std::chrono::steady_clock::now();
+  auto state_of_2 = [](const ClusterMapInfo& m) {
+    for (const auto& mem : m.members) {
+      if (mem.id == 2) return mem.state;
+    }
+    return std::string();
+  };
+  map = WaitForMap(client.get(), c.addresses[0], 15s, [&](const ClusterMapInfo& m) { return state_of_2(m) == "down"; });
+  const auto down_after = std::chrono::steady_clock::now() - killed;
+  CHECK(state_of_2(map) == "down");
+  CHECK(down_after >= 1500ms);  // not before its timeout (reports come every 200 ms)
+  CHECK(ReplicasOn(map, 2) > 0);  // a short outage moves nothing yet
+  map = WaitForMap(client.get(), c.addresses[0], 60s, [](const ClusterMapInfo& m) {
+    if (ReplicasOn(m, 2) != 0) return false;
+    for (const auto& sh : m.shards) {
+      if (sh.voters.size() != 3 || !sh.learners.empty()) return false;
+    }
+    return true;
+  });
+  CHECK(std::chrono::steady_clock::now() - killed >= 3500ms);
+  REQUIRE(ReplicasOn(map, 2) == 0);
+  for (const auto& sh : map.shards) CHECK(sh.voters.size() == 3);
+  for (int i = 0; i < 40; ++i) {
+    std::string got;
+    REQUIRE(client->Get("r" + std::to_string(i), &got).ok());
+    CHECK(got == std::to_string(i));
+  }
+}
+
 }  // namespace
 }  // namespace ring::test

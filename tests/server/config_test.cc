@@ -105,5 +105,17 @@ TEST_CASE("join takes seeds from a flag or the file, and is refused with peers o
   CHECK(p.output.find("--join") != std::string::npos);
 }
 
+TEST_CASE("failure timeouts are settings, and re-replication may not come before down", "[config]") {
+  auto p = Parse({"--down-after-s", "3", "--rereplicate-after-s", "30"});
+  REQUIRE(p.run);
+  CHECK(p.config.down_after_s == 3);
+  CHECK(p.config.rereplicate_after_s == 30);
+  p = Parse({"--down-after-s", "30", "--rereplicate-after-s", "3"});
+  CHECK_FALSE(p.run);
+  CHECK(p.output.find("must not be below down_after_s") != std::string::npos);
+  p = Parse({"--down-after-s", "0"});
+  CHECK_FALSE(p.run);
+}
+
 }  // namespace
 }  // namespace ring::server
