@@ -47,6 +47,7 @@ const char* RequestKindName(const pb::Request& req) {
     case pb::Request::kRaft: return "raft";
     case pb::Request::kClusterAdmin: return "cluster_admin";
     case pb::Request::kSnapshotChunk: return "snapshot_chunk";
+    case pb::Request::kSplit: return "split";
     case pb::Request::BODY_NOT_SET: break;
   }
   return "unknown";

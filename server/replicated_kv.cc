@@ -1,6 +1,7 @@
 #include "server/replicated_kv.h"
 
 #include <map>
+#include <set>
 
 #include "common/keyspace.h"
 #include "proto/ring.pb.h"
@@ -83,6 +84,21 @@ bool DecodeRecord(std::string_view in, ClientRecord* rec) {
   return true;
 }
 
+// A shard's range record sits at the first key of its dedup-record range, so it travels
+// with them (snapshots, drops) and sorts before every client's record.
+std::string RangeKey(uint64_t group) { return ClientPrefix(group); }
+
+bool InRange(const ReplicatedKv::HashRange& r, uint64_t hash) { return hash >= r.start && (r.end == 0 || hash < r.end); }
+
+// The first key of `op` outside `r`, or null.
+const std::string* KeyOutside(const KvOp& op, const ReplicatedKv::HashRange& r) {
+  if (op.kind != KvOp::Kind::kBatchPut) return InRange(r, KeyHash(op.key)) ? nullptr : &op.key;
+  for (const auto& [k, v] : op.pairs) {
+    if (!InRange(r, KeyHash(k))) return &k;
+  }
+  return nullptr;
+}
+
 bool ToOp(const pb::Request& req, KvOp* op) {
   switch (req.body_case()) {
     case pb::Request::kPut:
@@ -137,13 +153,37 @@ void ReplicatedKv::Apply(uint64_t group, const std::vector<const replication::En
   std::vector<KvResult> early(entries.size());
   std::vector<uint64_t> client_of(entries.size(), 0), seq_of(entries.size(), 0);
   uint64_t newest_ms = 0;
+  // The shard's range as each entry sees it: a split narrows it for the entries after it.
+  const std::optional<HashRange> known = CurrentRange(group);
+  HashRange range = known.value_or(HashRange{0, 0});
+  std::vector<HashRange> range_at(entries.size());
+  struct Split {
+    pb::SplitCommand command;
+    HashRange parent, child;
+  };
+  std::vector<Split> splits;
   for (size_t i = 0; i < entries.size(); ++i) {
     std::string_view data = entries[i]->data;
     size_t pos = 0;
     uint64_t stamp = 0;
     pb::Request req;
-    if (!GetU64(data, &pos, &stamp) || !req.ParseFromArray(data.data() + pos, static_cast<int>(data.size() - pos)) ||
-        !ToOp(req, &ops[i])) {
+    range_at[i] = range;
+    const bool decoded =
+        GetU64(data, &pos, &stamp) && req.ParseFromArray(data.data() + pos, static_cast<int>(data.size() - pos));
+    if (decoded && req.has_split()) {
+      kind[i] = 2;  // nothing for the key-value machine to do
+      const pb::SplitCommand& sc = req.split();
+      const bool inside = sc.mid() > range.start && (range.end == 0 || sc.mid() < range.end);
+      if (!inside || sc.child() == group || sc.founders().empty()) {
+        early[i].status = Status::InvalidArgument("log entry " + std::to_string(entries[i]->index) +
+                                                  ": split outside the shard's range or malformed; ignored");
+        continue;
+      }
+      splits.push_back(Split{sc, HashRange{range.start, sc.mid()}, HashRange{sc.mid(), range.end}});
+      range.end = sc.mid();
+      continue;  // early[i] stays OK
+    }
+    if (!decoded || !ToOp(req, &ops[i])) {
       kind[i] = 2;
       early[i].status = Status::Corruption("log entry " + std::to_string(entries[i]->index) + " is not a command");
       continue;
@@ -181,6 +221,18 @@ void ReplicatedKv::Apply(uint64_t group, const std::vector<const replication::En
     }
   }
 
+  // A command for a key a split has given away is refused (unless it was a retry of one
+  // applied before the split: that one got its original result above).
+  for (size_t i = 0; i < entries.size() && known; ++i) {
+    if (kind[i] != 0) continue;
+    if (const std::string* key = KeyOutside(ops[i], range_at[i])) {
+      kind[i] = 2;
+      early[i].status = Status::WrongShard("key " + std::to_string(KeyHash(*key)) +
+                                           " (hash) is no longer in shard " + std::to_string(group) +
+                                           " after a split; route by the newer cluster map");
+    }
+  }
+
   std::vector<const KvOp*> to_apply;
   std::vector<size_t> where;
   for (size_t i = 0; i < entries.size(); ++i) {
@@ -207,12 +259,14 @@ void ReplicatedKv::Apply(uint64_t group, const std::vector<const replication::En
   for (const auto& [client, rec] : clients) {
     batch->Put(storage::Cf::kMeta, ClientKey(group, client), EncodeRecord(*rec));
   }
+  for (const Split& sp : splits) StageSplit(group, sp.command, sp.parent, sp.child, batch);
   // Forget idle clients now and then; the trigger is the log index, so every replica
   // expires the same clients at the same point.
   if (!entries.empty() && entries.back()->index / 1024 != (entries.front()->index - 1) / 1024 && newest_ms > kClientRetentionMs) {
     std::string prefix = ClientPrefix(group);
     std::string end = ClientPrefix(group + 1);
     engine_->Scan(storage::Cf::kMeta, prefix, end, [&](std::string_view key, std::string_view value) {
+      if (key.size() == prefix.size()) return true;  // the shard's range record
       ClientRecord rec;
       if (DecodeRecord(value, &rec) && rec.last_active_ms + kClientRetentionMs < newest_ms) {
         size_t pos = prefix.size();
@@ -237,8 +291,71 @@ ReplicatedKv::RangeSource ReplicatedKv::UniformRanges(uint32_t count) {
   };
 }
 
-Result<std::vector<SnapshotRange>> ReplicatedKv::Ranges(uint64_t group) const {
-  std::optional<HashRange> r = ranges_(group);
+std::optional<ReplicatedKv::RangeRecord> ReplicatedKv::ReadRangeRecord(uint64_t group) const {
+  std::string v;
+  if (!engine_->Get(storage::Cf::kMeta, RangeKey(group), &v).ok()) return std::nullopt;
+  pb::ShardRangeRecord r;
+  if (!r.ParseFromString(v)) return std::nullopt;
+  return RangeRecord{HashRange{r.start(), r.end()}, {r.founders().begin(), r.founders().end()}};
+}
+
+std::optional<ReplicatedKv::HashRange> ReplicatedKv::DurableRange(uint64_t group) const {
+  if (auto r = ReadRangeRecord(group)) return r->range;
+  return ranges_(group);
+}
+
+std::optional<std::vector<replication::NodeId>> ReplicatedKv::SplitFounders(uint64_t group) const {
+  auto r = ReadRangeRecord(group);
+  if (!r || r->founders.empty()) return std::nullopt;
+  return r->founders;
+}
+
+std::optional<ReplicatedKv::HashRange> ReplicatedKv::CurrentRange(uint64_t group) {
+  if (auto it = range_cache_.find(group); it != range_cache_.end()) return it->second;
+  std::optional<HashRange> r = DurableRange(group);
+  if (r) range_cache_.emplace(group, *r);
+  return r;
+}
+
+void ReplicatedKv::StageSplit(uint64_t group, const pb::SplitCommand& split, HashRange parent, HashRange child,
+                              storage::WriteBatch* batch) {
+  const uint64_t child_id = split.child();
+  pb::ShardRangeRecord p;
+  p.set_start(parent.start);
+  p.set_end(parent.end);
+  batch->Put(storage::Cf::kMeta, RangeKey(group), p.SerializeAsString());
+  pb::ShardRangeRecord c;
+  c.set_start(child.start);
+  c.set_end(child.end);
+  *c.mutable_founders() = split.founders();
+  batch->Put(storage::Cf::kMeta, RangeKey(child_id), c.SerializeAsString());
+  // The child answers retries of anything the parent applied: it gets every client's
+  // record as of now (the cache holds this batch's updates; the engine the rest).
+  const auto& cached = records_[group];
+  const std::string prefix = ClientPrefix(group);
+  std::set<uint64_t> copied;
+  for (const auto& [client, rec] : cached) {
+    batch->Put(storage::Cf::kMeta, ClientKey(child_id, client), EncodeRecord(rec));
+    copied.insert(client);
+  }
+  engine_->Scan(storage::Cf::kMeta, prefix, ClientPrefix(group + 1), [&](std::string_view key, std::string_view value) {
+    size_t pos = prefix.size();
+    uint64_t client = 0;
+    if (key.size() == prefix.size() + 8 && GetU64(key, &pos, &client) && !copied.count(client)) {
+      batch->Put(storage::Cf::kMeta, ClientKey(child_id, client), value);
+    }
+    return true;
+  }).ok();
+  range_cache_[group] = parent;
+  range_cache_[child_id] = child;
+  if (auto it = records_.find(child_id); it != records_.end()) {
+    cached_records_ -= it->second.size();
+    records_.erase(it);
+  }
+}
+
+Result<std::vector<SnapshotRange>> ReplicatedKv::Ranges(uint64_t group) {
+  std::optional<HashRange> r = CurrentRange(group);
   if (!r) return Status::NotFound("shard " + std::to_string(group) + " is not in this node's cluster map");
   return std::vector<SnapshotRange>{
       SnapshotRange{storage::Cf::kData, HashPrefix(r->start), r->end == 0 ? std::string() : HashPrefix(r->end)},
@@ -248,7 +365,17 @@ Result<std::vector<SnapshotRange>> ReplicatedKv::Ranges(uint64_t group) const {
 void ReplicatedKv::Snapshot(uint64_t group, std::function<void(Result<std::string>)> done) {
   auto ranges = Ranges(group);
   if (!ranges.ok()) return done(ranges.status());
-  snapshots_->Export(group, std::move(ranges).value(), std::move(done));
+  // The manifest names the data range, so a follower replaces exactly that range.
+  const HashRange range = *CurrentRange(group);
+  snapshots_->Export(group, std::move(ranges).value(), [range, done = std::move(done)](Result<std::string> image) {
+    if (!image.ok()) return done(std::move(image));
+    pb::SnapshotManifest m;
+    if (!m.ParseFromString(*image)) return done(Status::Corruption("snapshot manifest does not decode"));
+    m.set_has_range(true);
+    m.set_range_start(range.start);
+    m.set_range_end(range.end);
+    done(m.SerializeAsString());
+  });
 }
 
 bool ReplicatedKv::NeedsFetch(std::string_view image) const { return SnapshotStore::IsRemote(image); }
@@ -262,6 +389,13 @@ void ReplicatedKv::Fetch(uint64_t group, std::string image, std::function<void(R
 Status ReplicatedKv::Restore(uint64_t group, std::string_view image, storage::WriteBatch*) {
   ASSIGN_OR_RETURN(std::vector<LocalSnapshotFile> files, snapshots_->LocalFiles(image));
   ASSIGN_OR_RETURN(std::vector<SnapshotRange> ranges, Ranges(group));
+  pb::SnapshotManifest m;
+  if (m.ParseFromArray(image.data(), static_cast<int>(image.size())) && m.has_range()) {
+    // The shard's range when the image was made (narrower after a split: the child's
+    // keys on this node are not the parent's to replace).
+    ranges[0].begin = HashPrefix(m.range_start());
+    ranges[0].end = m.range_end() == 0 ? std::string() : HashPrefix(m.range_end());
+  }
   // Each range is replaced atomically; the driver's restore record covers the two steps.
   // The store checked the files when it fetched them: no second full read here, on the
   // driver thread.
@@ -273,6 +407,7 @@ Status ReplicatedKv::Restore(uint64_t group, std::string_view image, storage::Wr
     RETURN_IF_ERROR(engine_->IngestRange(r.cf, r.begin, r.end, paths, /*checked=*/true)
                         .WithContext("shard " + std::to_string(group) + ": restoring a snapshot"));
   }
+  range_cache_.erase(group);  // the image carried its range record
   if (auto it = records_.find(group); it != records_.end()) {
     cached_records_ -= it->second.size();
     records_.erase(it);
@@ -285,6 +420,7 @@ void ReplicatedKv::Restored(uint64_t, std::string_view image) { snapshots_->Rele
 Status ReplicatedKv::Drop(uint64_t group, storage::WriteBatch* batch) {
   ASSIGN_OR_RETURN(std::vector<SnapshotRange> ranges, Ranges(group));
   for (const SnapshotRange& r : ranges) batch->DeleteRange(r.cf, r.begin, r.end);
+  range_cache_.erase(group);
   if (auto it = records_.find(group); it != records_.end()) {
     cached_records_ -= it->second.size();
     records_.erase(it);
@@ -295,6 +431,7 @@ Status ReplicatedKv::Drop(uint64_t group, storage::WriteBatch* batch) {
 void ReplicatedKv::OnWriteFailed() {
   records_.clear();
   cached_records_ = 0;
+  range_cache_.clear();
 }
 
 }  // namespace ring::server

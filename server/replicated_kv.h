@@ -17,6 +17,15 @@
 // decides alike) is forgotten. The records live in the shard's state, so snapshots and
 // shard moves carry them.
 //
+// Splits (Raft-log-first): a SplitCommand entry in a shard's log narrows the shard to
+// [start, mid) from that entry on, and gives [mid, end) to a child shard. At apply, every
+// replica writes both shards' range records ("x/" be64(shard): part of each shard's state
+// and snapshots) and copies the parent's dedup records to the child, in the same batch;
+// no key moves (keys are stored by hash). Later commands for keys outside the narrowed
+// range are refused with WrongShard (a retry of one applied before the split still gets
+// its original result). The child's replication group is created by the caller once the
+// split is durable (SplitFounders), with the founders the entry names.
+//
 // The records a shard's recent clients own are cached in memory (write-through: Apply
 // updates the cache as it stages the record's Put). A batch that fails to commit empties
 // the cache (OnWriteFailed), so the cache never holds state the engine does not.
@@ -38,6 +47,7 @@
 
 namespace ring::pb {
 class Request;
+class SplitCommand;
 }
 
 namespace ring::server {
@@ -86,9 +96,25 @@ class ReplicatedKv final : public replication::StateMachine {
   // Deletes shard `group`'s data and dedup records (the shard moved away), in *batch.
   Status Drop(uint64_t group, storage::WriteBatch* batch);
 
+  // Any thread, from what the engine holds (durable splits only): the shard's range as
+  // its own state says (its range record, else `ranges`), and, for a child of a split this
+  // node applied, the founders to create its group with.
+  std::optional<HashRange> DurableRange(uint64_t group) const;
+  std::optional<std::vector<replication::NodeId>> SplitFounders(uint64_t group) const;
+
  private:
+  struct RangeRecord {
+    HashRange range;
+    std::vector<replication::NodeId> founders;
+  };
+  std::optional<RangeRecord> ReadRangeRecord(uint64_t group) const;
+  // Driver thread: the shard's current range, including splits staged in this batch.
+  std::optional<HashRange> CurrentRange(uint64_t group);
   // The shard's data range and its dedup records' range; NotFound for an unknown shard.
-  Result<std::vector<SnapshotRange>> Ranges(uint64_t group) const;
+  Result<std::vector<SnapshotRange>> Ranges(uint64_t group);
+  // Stages a split's range records and the child's copy of the dedup records.
+  void StageSplit(uint64_t group, const pb::SplitCommand& split, HashRange parent, HashRange child,
+                  storage::WriteBatch* batch);
 
   storage::Engine* const engine_;
   SnapshotStore* const snapshots_;
@@ -97,6 +123,8 @@ class ReplicatedKv final : public replication::StateMachine {
   // group -> client -> record, as the engine holds them once the current batch commits.
   std::unordered_map<uint64_t, std::unordered_map<uint64_t, ClientRecord>> records_;
   size_t cached_records_ = 0;
+  // group -> its range as of the current batch (driver thread; cleared when a batch fails).
+  std::unordered_map<uint64_t, HashRange> range_cache_;
 };
 
 }  // namespace ring::server

@@ -27,6 +27,7 @@ RequestKind KindOf(const pb::Request& req) {
     case pb::Request::kClusterAdmin: return RequestKind::kClusterAdmin;
     case pb::Request::kSnapshotChunk: return RequestKind::kSnapshotChunk;
     case pb::Request::kRaft:  // peer traffic is routed before the service; never counted here
+    case pb::Request::kSplit:  // a log entry only; refused from the wire below
     case pb::Request::BODY_NOT_SET: break;
   }
   return RequestKind::kInvalid;

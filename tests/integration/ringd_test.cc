@@ -189,6 +189,16 @@ TEST_CASE("limits are enforced with errors that name the limit", "[integration]"
   CHECK(replies[0].code() == pb::WRONG_SHARD);
   CHECK(replies[1].code() == pb::WRONG_SHARD);
   CHECK(c->Get("k-far", &h).IsNotFound());
+  // A split is an entry of a shard's own log; one sent over the wire is refused.
+  pb::Request split;
+  split.set_id(15);
+  split.mutable_split()->set_child(1);
+  split.mutable_split()->set_mid(uint64_t{1} << 63);
+  split.mutable_split()->add_founders(1);
+  replies = ParseReplies(SendRaw(node.address(), Frame(split), 5s, Replies(1)).bytes);
+  REQUIRE(replies.size() == 1);
+  CHECK(replies[0].code() == pb::INVALID_ARGUMENT);
+  CHECK(replies[0].message().find("\"split\" is not served here") != std::string::npos);
   RequireServes(node.address());
 }
 

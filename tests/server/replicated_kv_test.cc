@@ -236,6 +236,120 @@ TEST_CASE("a shard snapshot moves as SST files and carries its keys and dedup ta
   CHECK(p.b.Get("k1") == Noise(1));
 }
 
+// --- Splits -------------------------------------------------------------------------------
+
+replication::Entry SplitEntry(uint64_t index, uint32_t child, uint64_t mid, std::vector<uint64_t> founders) {
+  pb::Request r;
+  r.mutable_split()->set_child(child);
+  r.mutable_split()->set_mid(mid);
+  for (uint64_t f : founders) r.mutable_split()->add_founders(f);
+  return replication::Entry{1, index, replication::EntryType::kNormal, EncodeCommand(r, 1000)};
+}
+
+// A key whose hash is in the upper (or lower) half of the hash space.
+std::string KeyInHalf(bool upper, int n) {
+  for (int i = 0;; ++i) {
+    std::string k = "h" + std::to_string(n) + "-" + std::to_string(i);
+    if ((KeyHash(k) >= (uint64_t{1} << 63)) == upper) return k;
+  }
+}
+
+// Applies `entries` to shard `group` of `node` and writes the batch; the results.
+std::vector<KvResult> ApplyTo(Node& node, uint64_t group, std::vector<replication::Entry> entries) {
+  std::vector<const replication::Entry*> ptrs;
+  for (auto& e : entries) ptrs.push_back(&e);
+  storage::WriteBatch batch;
+  std::vector<std::any> results;
+  node.kv->Apply(group, ptrs, &batch, &results);
+  REQUIRE(node.db->Write(batch, false).ok());
+  std::vector<KvResult> out;
+  for (auto& r : results) out.push_back(std::any_cast<KvResult>(r));
+  return out;
+}
+
+TEST_CASE("a split entry gives the upper half to the child, with the dedup records, and fences the parent",
+          "[replicated_kv][split]") {
+  Node n;
+  const uint64_t mid = uint64_t{1} << 63;
+  const std::string lo = KeyInHalf(false, 1), hi = KeyInHalf(true, 2), hi2 = KeyInHalf(true, 3);
+  auto before = ApplyTo(n, 0, {PutEntry(1, lo, "lo1", 7, 1), PutEntry(2, hi, "hi1", 7, 2)});
+  CHECK(before[1].status.ok());
+  CHECK_FALSE(n.kv->SplitFounders(1).has_value());
+
+  // One batch: the split, then a write for each half and a retry of a pre-split write.
+  auto r = ApplyTo(n, 0, {SplitEntry(3, 1, mid, {1, 2, 3}), PutEntry(4, hi2, "refused", 7, 3),
+                          PutEntry(5, lo, "lo2", 7, 4), PutEntry(6, hi, "retry", 7, 2)});
+  CHECK(r[0].status.ok());
+  CHECK(r[1].status.code() == StatusCode::kWrongShard);
+  CHECK(r[1].status.message().find("after a split") != std::string::npos);
+  CHECK(r[2].status.ok());
+  CHECK(r[3].status.ok());  // the original result, not applied again
+  CHECK(n.Get(hi) == "hi1");
+  CHECK(n.Get(hi2).find("NotFound") != std::string::npos);
+  CHECK(n.Get(lo) == "lo2");
+
+  // Both ranges are recorded, durably; the child names its founders.
+  REQUIRE(n.kv->DurableRange(0).has_value());
+  CHECK(n.kv->DurableRange(0)->start == 0);
+  CHECK(n.kv->DurableRange(0)->end == mid);
+  REQUIRE(n.kv->DurableRange(1).has_value());
+  CHECK(n.kv->DurableRange(1)->start == mid);
+  CHECK(n.kv->DurableRange(1)->end == 0);
+  CHECK(n.kv->SplitFounders(1) == std::vector<replication::NodeId>{1, 2, 3});
+  CHECK_FALSE(n.kv->SplitFounders(0).has_value());
+
+  // The child: serves its half, answers retries of the parent's writes from the copied
+  // records, and refuses the other half.
+  auto c = ApplyTo(n, 1, {PutEntry(1, hi, "again", 7, 2), PutEntry(2, hi2, "hi2", 7, 5), PutEntry(3, lo, "no", 7, 6)});
+  CHECK(c[0].status.ok());
+  CHECK(n.Get(hi) == "hi1");
+  CHECK(c[1].status.ok());
+  CHECK(n.Get(hi2) == "hi2");
+  CHECK(c[2].status.code() == StatusCode::kWrongShard);
+  CHECK(n.Get(lo) == "lo2");
+
+  // A restart (a fresh state machine over the same engine) sees the same ranges.
+  n.kv = std::make_unique<ReplicatedKv>(n.db.get(), ReplicatedKv::UniformRanges(1), n.store.get());
+  auto after = ApplyTo(n, 0, {PutEntry(7, hi2, "still refused", 7, 7)});
+  CHECK(after[0].status.code() == StatusCode::kWrongShard);
+}
+
+TEST_CASE("malformed split entries are refused and change nothing", "[replicated_kv][split]") {
+  Node n;
+  const uint64_t mid = uint64_t{1} << 63;
+  auto r = ApplyTo(n, 0, {SplitEntry(1, 0, mid, {1}), SplitEntry(2, 1, 0, {1}), SplitEntry(3, 1, mid, {})});
+  for (const auto& x : r) CHECK(x.status.IsInvalidArgument());
+  CHECK(n.kv->DurableRange(0)->end == 0);
+  CHECK_FALSE(n.kv->SplitFounders(1).has_value());
+  // A second split of the same half must fall inside what is left.
+  ApplyTo(n, 0, {SplitEntry(4, 1, mid, {1})});
+  auto outside = ApplyTo(n, 0, {SplitEntry(5, 2, mid + 5, {1})});
+  CHECK(outside[0].status.IsInvalidArgument());
+  CHECK(n.kv->DurableRange(0)->end == mid);
+}
+
+TEST_CASE("a snapshot of a split parent replaces only its own range on the follower", "[replicated_kv][split]") {
+  Pair p;
+  const uint64_t mid = uint64_t{1} << 63;
+  const std::string lo = KeyInHalf(false, 1), hi = KeyInHalf(true, 2);
+  for (Node* node : {&p.a, &p.b}) {
+    ApplyTo(*node, 0, {PutEntry(1, lo, "lo", 7, 1), PutEntry(2, hi, "hi", 7, 2), SplitEntry(3, 1, mid, {1, 2})});
+  }
+  // The child moves on, on b; the parent moves on, on a.
+  ApplyTo(p.b, 1, {PutEntry(1, hi, "child-wrote", 8, 1)});
+  ApplyTo(p.a, 0, {PutEntry(4, lo, "parent-wrote", 7, 3)});
+  auto image = p.a.Snapshot();
+  REQUIRE(image.ok());
+  pb::SnapshotManifest m;
+  REQUIRE(m.ParseFromString(*image));
+  CHECK(m.has_range());
+  CHECK(m.range_end() == mid);
+  p.b.Install(*image);
+  CHECK(p.b.Get(lo) == "parent-wrote");
+  CHECK(p.b.Get(hi) == "child-wrote");  // the child's half was not the parent's to replace
+  CHECK(p.b.kv->DurableRange(0)->end == mid);
+}
+
 TEST_CASE("an empty shard's snapshot empties the follower's range", "[replicated_kv]") {
   Pair p;
   auto e = PutEntry(1, "k", "v", 7, 1);
