@@ -400,6 +400,22 @@ class Commands {
     return kExitOk;
   }
 
+  // shard split ID.
+  int Split(uint32_t shard) {
+    uint64_t version = 0;
+    Status s = client_->SplitShard(shard, &version, call_);
+    if (!s.ok()) return ReportError(flags_, s);
+    if (flags_.json) {
+      JsonWriter w;
+      w.BeginObject().Key("ok").Bool(true).Key("shard").Uint(shard).Key("map_version").Uint(version).EndObject();
+      EmitJson(w);
+    } else {
+      EmitLine("OK: shard " + std::to_string(shard) + " split at the midpoint of its range (map version " +
+               std::to_string(version) + "); see `ringctl shard locate` and `status`");
+    }
+    return kExitOk;
+  }
+
   // cluster init: on the first node of --cluster.
   int Init(uint32_t shards, uint32_t replication_factor) {
     Client::InitResult r;
@@ -697,6 +713,11 @@ int Main(int argc, char** argv) {
   CLI::App* locate = shard->add_subcommand("locate", "Print the shard that owns KEY (and the key's hash)");
   locate->fallthrough();
   locate->add_option("KEY", key, "The key")->required();
+  uint32_t split_id = 0;
+  CLI::App* split = shard->add_subcommand("split", "Split shard ID at the midpoint of its hash range (the upper half becomes a new shard)");
+  split->fallthrough();
+  split->add_option("ID", split_id, "The shard's id (see `ringctl shard locate` or `status --json`)")->required()
+      ->check(CLI::Range(uint32_t{0}, uint32_t{1} << 20));
 
   CLI::App* node = command("node", "Cluster membership: drain, undrain or remove a node by id");
   node->require_subcommand(1);
@@ -765,7 +786,7 @@ int Main(int argc, char** argv) {
       }
       if (!unknown.empty()) message = "unknown command \"" + unknown + "\"";
       else if (dynamic_cast<const CLI::RequiredError*>(&e) != nullptr) message = "no command given";
-      message += "; commands: get, put, del, cas, status, ping, shard locate, node drain|undrain|remove, moves pause|resume, cluster init, playground";
+      message += "; commands: get, put, del, cas, status, ping, shard locate|split, node drain|undrain|remove, moves pause|resume, cluster init, playground";
     }
     return UsageError(flags, message);
   }
@@ -807,6 +828,7 @@ int Main(int argc, char** argv) {
   if (status->parsed()) return commands.NodeStatus();
   if (ping->parsed()) return commands.Ping();
   if (locate->parsed()) return commands.Locate(key);
+  if (split->parsed()) return commands.Split(split_id);
   for (CLI::App* verb : node_verbs) {
     if (verb->parsed()) return commands.Member(verb->get_name(), node_id, wait);
   }

@@ -874,6 +874,18 @@ Status Client::PauseMoves(bool paused, uint64_t* map_version, const CallOptions&
   });
 }
 
+Status Client::SplitShard(uint32_t shard, uint64_t* map_version, const CallOptions& call) {
+  return Blocking(impl_.get(), [&](auto finish) {
+    pb::Request req;
+    req.mutable_cluster_admin()->set_op(pb::ClusterAdminRequest::SPLIT);
+    req.mutable_cluster_admin()->set_shard(shard);
+    impl_->Submit(std::move(req), false, call, [map_version, finish](Status s, pb::Response* r) {
+      if (s.ok() && r && map_version) *map_version = r->cluster_admin().map_version();
+      finish(std::move(s));
+    });
+  });
+}
+
 Status Client::InitCluster(std::string_view endpoint, uint32_t shard_count, uint32_t replication_factor,
                            InitResult* result, const CallOptions& call) {
   if (!endpoint.empty()) {

@@ -112,7 +112,10 @@ Result<std::unique_ptr<Driver::Group>> Driver::OpenGroup(const GroupSpec& spec, 
     ConfState founding;
     founding.voters = spec.founders;
     std::sort(founding.voters.begin(), founding.voters.end());
-    group->log->Bootstrap(founding, batch);
+    group->log->Bootstrap(founding, spec.bootstrap_index, batch);
+    if (spec.bootstrap_index > 0) {
+      batch->Put(storage::Cf::kMeta, AppliedKey(spec.id), HashPrefix(spec.bootstrap_index));
+    }
   }
   std::string v;
   Status s = engine_->Get(storage::Cf::kMeta, AppliedKey(spec.id), &v);

@@ -112,6 +112,10 @@ struct GroupSpec {
   // bootstraps the same configuration. Empty for a replica that joins an existing group;
   // it learns the configuration from the leader (a snapshot).
   std::vector<NodeId> founders;
+  // With founders: the index their identical starting state stands for. 0 for an empty
+  // group; 1 for a split's child, whose founders start from data that is in no log entry,
+  // so a replica added later must take a snapshot rather than replay the log.
+  uint64_t bootstrap_index = 0;
 };
 
 struct DriverOptions {

@@ -245,11 +245,21 @@ Status RocksLogStorage::Append(const std::vector<Entry>& entries, storage::Write
   return Status::OK();
 }
 
-void RocksLogStorage::Bootstrap(const ConfState& conf, storage::WriteBatch* batch) {
+void RocksLogStorage::Bootstrap(const ConfState& conf, uint64_t index, storage::WriteBatch* batch) {
   replication::Snapshot snap;
   snap.meta.conf = conf;
-  batch->Put(storage::Cf::kMeta, MetaKey(group_, "/snap"), EncodeSnapshot(snap));
-  pending_.snapshot = std::move(snap);
+  if (index == 0) {
+    batch->Put(storage::Cf::kMeta, MetaKey(group_, "/snap"), EncodeSnapshot(snap));
+    pending_.snapshot = std::move(snap);
+    return;
+  }
+  snap.meta.index = index;
+  snap.meta.term = 1;
+  ApplySnapshot(snap, batch);
+  HardState hs;
+  hs.term = 1;
+  hs.commit = index;
+  SetHardState(hs, batch);
 }
 
 void RocksLogStorage::SetHardState(const HardState& hs, storage::WriteBatch* batch) {

@@ -50,8 +50,10 @@ class RocksLogStorage final : public LogStorage {
   Result<replication::Snapshot> Snapshot() const override;
 
   // --- staged writes ---
-  // Gives a brand-new group its founding configuration (an index-0 snapshot record).
-  void Bootstrap(const ConfState& conf, storage::WriteBatch* batch);
+  // Gives a brand-new group its founding configuration: an index-0 snapshot record, or
+  // with index > 0, a snapshot at (index, term 1) that the state machine already holds
+  // (a split's child), so the log starts after it.
+  void Bootstrap(const ConfState& conf, uint64_t index, storage::WriteBatch* batch);
   // Appends `entries` (consecutive indexes); any stored suffix from entries[0].index on is
   // replaced. InvalidArgument if they would leave a gap or overwrite the snapshot.
   Status Append(const std::vector<Entry>& entries, storage::WriteBatch* batch);

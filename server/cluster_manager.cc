@@ -201,11 +201,22 @@ void ClusterManager::SyncGroups(const ClusterMap& map, const std::vector<GroupSt
     if (!Contains(shard.voters, self_) && !Contains(shard.learners, self_)) continue;
     unlisted_since_.erase(id);
     if (driver_->HasGroup(id) || adding_.count(id) || removing_.count(id)) continue;
-    adding_.insert(id);
     // The founders of a shard (epoch 1: its replicas never changed) bootstrap its
-    // configuration; anyone later starts empty and learns it from the leader.
-    std::vector<NodeId> founders = shard.epoch == 1 ? shard.voters : std::vector<NodeId>{};
-    driver_->AddGroup(replication::GroupSpec{id, kv_, founders}, [this, id](Status s) {
+    // configuration; so do the replicas of a split's child that applied the split (with
+    // the founders its log entry named). Anyone else starts empty and learns the shard
+    // from its leader. A child whose parent here has not applied the split yet waits:
+    // until then the parent may still write the child's keys.
+    replication::GroupSpec spec{id, kv_, {}, 0};
+    if (shard.epoch == 1) {
+      spec.founders = shard.voters;
+    } else if (auto split = kv_->SplitFounders(id)) {
+      spec.founders = *split;
+      spec.bootstrap_index = 1;  // its data is in no log entry: later replicas take a snapshot
+    } else if (shard.parent && driver_->HasGroup(*shard.parent) && ParentHoldsRange(*shard.parent, shard.start)) {
+      continue;
+    }
+    adding_.insert(id);
+    driver_->AddGroup(std::move(spec), [this, id](Status s) {
       Post([this, id, s] {
         adding_.erase(id);
         if (!s.ok()) spdlog::error("shard {}: cannot host it: {}", id, s.ToString());
@@ -242,6 +253,45 @@ void ClusterManager::SyncGroups(const ClusterMap& map, const std::vector<GroupSt
   }
 }
 
+bool ClusterManager::ParentHoldsRange(uint64_t parent, uint64_t start) const {
+  auto r = kv_->DurableRange(parent);
+  return r && start > r->start && (r->end == 0 || start < r->end);
+}
+
+void ClusterManager::ProposeSplit(const ClusterMap& map, const GroupStatus& g) {
+  // The map split this shard; its own log has not yet (its durable range still reaches
+  // past the map's end). Propose the split entry: every replica applies it at the same
+  // index. Only with a settled configuration, so the child's founders are the voters.
+  auto it = map.shards.find(static_cast<ShardId>(g.group));
+  if (it == map.shards.end() || !g.conf.learners.empty() || changing_.count(g.group)) return;
+  const uint64_t mid = it->second.end;
+  auto local = kv_->DurableRange(g.group);
+  if (!local || mid == 0 || mid <= local->start || (local->end != 0 && mid >= local->end)) return;
+  const sharding::ShardInfo* child = nullptr;
+  for (const auto& [id, sh] : map.shards) {
+    if (sh.start == mid) child = &sh;
+  }
+  if (child == nullptr) return;
+  auto& last = last_split_[g.group];
+  const auto now = Clock::now();
+  if (now - last < std::chrono::seconds(2)) return;
+  last = now;
+  pb::Request req;
+  auto* split = req.mutable_split();
+  split->set_child(child->id);
+  split->set_mid(mid);
+  for (NodeId v : g.conf.voters) split->add_founders(v);
+  const uint64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::system_clock::now().time_since_epoch()).count();
+  spdlog::info("shard {}: splitting at {:016x}; the upper half becomes shard {}", g.group, mid, child->id);
+  const uint64_t id = g.group;
+  driver_->Propose(id, EncodeCommand(req, now_ms), [this, id](Status s, std::any) {
+    Post([this, id, s] {
+      if (!s.ok()) spdlog::info("shard {}: split entry not applied ({}); will retry", id, s.ToString());
+    });
+  });
+}
+
 void ClusterManager::Reconcile(const ClusterMap& map, const std::vector<GroupStatus>& groups) {
   const sharding::ShardInfo meta_want = MetaReplicas(map);
   const sharding::Member* me = map.FindMember(self_);
@@ -251,6 +301,7 @@ void ClusterManager::Reconcile(const ClusterMap& map, const std::vector<GroupSta
   int balancing = 0;  // leaderships handed over this tick for balance (not for a drain)
   for (const GroupStatus& g : groups) {
     if (g.role != Role::kLeader) continue;
+    if (g.group != kMetaGroup) ProposeSplit(map, g);
     HandOver(map, g, preferred, leaving, now, &balancing);
     if (changing_.count(g.group)) continue;
     const sharding::ShardInfo* want = &meta_want;
@@ -439,6 +490,13 @@ bool ClusterManager::HandleAdmin(const pb::Request& req, pb::Response* resp,
   MapChange change;
   change.kind = MapChange::Kind::kSetMemberState;
   change.node = a.node();
+  if (a.op() == pb::ClusterAdminRequest::SPLIT) {
+    auto it = map->shards.find(a.shard());
+    if (it == map->shards.end()) return fail(Status::InvalidArgument("shard " + std::to_string(a.shard()) + " does not exist"));
+    change.kind = MapChange::Kind::kSplitShard;
+    change.shard = a.shard();
+    change.expected_epoch = it->second.epoch;
+  }
   switch (a.op()) {
     case pb::ClusterAdminRequest::DRAIN: change.state = sharding::MemberState::kDraining; break;
     case pb::ClusterAdminRequest::UNDRAIN: change.state = sharding::MemberState::kUp; break;
@@ -448,10 +506,13 @@ bool ClusterManager::HandleAdmin(const pb::Request& req, pb::Response* resp,
       change.kind = MapChange::Kind::kSetMovesPaused;
       change.paused = a.op() == pb::ClusterAdminRequest::PAUSE_MOVES;
       break;
+    case pb::ClusterAdminRequest::SPLIT: break;
     default: return fail(Status::InvalidArgument("unknown cluster admin operation " + std::to_string(a.op())));
   }
   // Already so: idempotent.
-  if (change.kind == MapChange::Kind::kSetMovesPaused) {
+  if (change.kind == MapChange::Kind::kSplitShard) {
+    // Not idempotent by nature (each split halves again); nothing to check here.
+  } else if (change.kind == MapChange::Kind::kSetMovesPaused) {
     if (map->moves_paused == change.paused) {
       resp->mutable_cluster_admin()->set_map_version(map->version);
       return true;

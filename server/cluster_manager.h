@@ -17,6 +17,9 @@
 //      leadership to the shard's preferred leader (sharding::PreferredLeadersOf: leaders
 //      spread evenly over the up voters) once it has caught up; and on a draining node,
 //      hands its leaderships (shards and metadata log) to active voters;
+//   3b. as leader of a shard the map has split, proposes the split entry into the
+//      shard's own log (server/replicated_kv.h); each replica creates the child's group
+//      once it has applied it (a replica behind waits; others learn the child by snapshot);
 //   4. reports to the metadata voters that it is alive, with the progress of every shard
 //      it leads (term, commit, configuration and each replica's match index);
 //   5. as metadata leader, runs the controller: from the map and the reports it builds
@@ -121,6 +124,12 @@ class ClusterManager {
                 std::chrono::steady_clock::time_point now,
                 int* balancing);
   void Report(const std::vector<replication::GroupStatus>& groups);
+  // As leader of `g`: proposes the split entry when the map has split the shard and its
+  // log has not yet.
+  void ProposeSplit(const sharding::ClusterMap& map, const replication::GroupStatus& g);
+  // True if shard `parent` here still holds `start` (a child's first hash) durably: the
+  // split has not been applied on this node yet.
+  bool ParentHoldsRange(uint64_t parent, uint64_t start) const;
   void Control(const sharding::ClusterMap& map);
   // Runs `fn` on the I/O thread unless stopped (for driver callbacks).
   void Post(std::function<void()> fn);
@@ -150,6 +159,7 @@ class ClusterManager {
   std::set<uint64_t> adding_, removing_, changing_;  // groups with a driver call in flight
   std::map<uint64_t, Clock::time_point> unlisted_since_;  // hosted groups the map dropped us from
   std::map<uint64_t, Clock::time_point> last_transfer_;   // leadership handed away while draining
+  std::map<uint64_t, Clock::time_point> last_split_;      // split entries proposed
   struct LastReport {
     Clock::time_point at;
     std::shared_ptr<const pb::NodeReport> report;

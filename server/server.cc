@@ -404,9 +404,15 @@ Result<std::unique_ptr<Server>> Server::Create(Config config) {
   }
   ASSIGN_OR_RETURN(impl->meta, sharding::MetaStateMachine::Open(impl->engine.get()));
   sharding::MetaStateMachine* meta = impl->meta.get();
-  // A shard's keys are where the cluster map says (every node applies the same map).
+  // A shard that never split on this node has the range init gave it (the same on every
+  // replica, whatever map version each has applied); a split records ranges in the
+  // shards' own state. A split child known only from the map (its snapshot not yet
+  // installed here) has the map's range, used only to check the files it fetches.
   auto ranges = [meta](uint64_t group) -> std::optional<ReplicatedKv::HashRange> {
     auto map = meta->Map();
+    if (auto initial = map->InitialRange(static_cast<ShardId>(group))) {
+      return ReplicatedKv::HashRange{initial->first, initial->second};
+    }
     auto it = map->shards.find(static_cast<ShardId>(group));
     if (it == map->shards.end()) return std::nullopt;
     return ReplicatedKv::HashRange{it->second.start, it->second.end};

@@ -35,6 +35,14 @@ const Member* ClusterMap::FindMember(NodeId id) const {
   return it == members.end() ? nullptr : &it->second;
 }
 
+std::optional<std::pair<uint64_t, uint64_t>> ClusterMap::InitialRange(ShardId id) const {
+  // Maps written before splits existed have no count: every shard then is an initial one.
+  const uint32_t n = initial_shards > 0 ? initial_shards : static_cast<uint32_t>(shards.size());
+  if (n == 0 || id >= n) return std::nullopt;
+  ShardRanges uniform = ShardRanges::Uniform(n);
+  return std::make_pair(uniform.Start(id), id + 1 < n ? uniform.Start(id + 1) : uint64_t{0});
+}
+
 ShardRanges ShardRangesOf(const ClusterMap& map) {
   std::vector<std::pair<uint64_t, ShardId>> starts;
   for (const auto& [id, s] : map.shards) starts.emplace_back(s.start, id);
@@ -169,6 +177,7 @@ Result<ClusterMap> Apply(const ClusterMap& map, const MapChange& c) {
         next.shards.emplace(s, std::move(info));
       }
       next.next_shard_id = c.shard_count;
+      next.initial_shards = c.shard_count;
       break;
     }
     case Kind::kAddMember: {
@@ -222,12 +231,15 @@ Result<ClusterMap> Apply(const ClusterMap& map, const MapChange& c) {
                                   std::to_string(c.expected_epoch));
       }
       if (next.shards.size() >= kMaxShards) return Invalid("the cluster has " + std::to_string(kMaxShards) + " shards");
+      if (!lower.learners.empty()) return Invalid(Shard(c.shard) + " has a replica move in progress; split it after");
       // The midpoint of [start, end), with end == 0 meaning 2^64.
       const uint64_t width_minus_one = lower.end - lower.start - 1;  // wraps correctly for end == 0
       if (width_minus_one == 0) return Invalid(Shard(c.shard) + " covers a single hash and cannot split");
       const uint64_t mid = lower.start + width_minus_one / 2 + 1;
       ShardInfo upper = lower;
+      if (next.initial_shards == 0) next.initial_shards = static_cast<uint32_t>(next.shards.size());  // an older map
       upper.id = next.next_shard_id++;
+      upper.parent = lower.id;
       upper.start = mid;
       lower.end = mid;
       ++lower.epoch;
@@ -298,6 +310,7 @@ void MapToProto(const ClusterMap& map, pb::ClusterMap* out_map) {
   p.set_replication_factor(map.replication_factor);
   p.set_next_shard_id(map.next_shard_id);
   p.set_moves_paused(map.moves_paused);
+  p.set_initial_shards(map.initial_shards);
   for (const auto& [id, m] : map.members) ToProto(m, p.add_members());
   for (const auto& [id, s] : map.shards) {
     pb::MapShard* out = p.add_shards();
@@ -308,6 +321,7 @@ void MapToProto(const ClusterMap& map, pb::ClusterMap* out_map) {
     for (NodeId n : s.learners) out->add_learners(n);
     out->set_epoch(s.epoch);
     out->set_leader_hint(s.leader_hint);
+    if (s.parent) out->set_parent(*s.parent + 1);
   }
 }
 
@@ -323,6 +337,7 @@ Result<ClusterMap> DecodeMap(std::string_view bytes) {
   map.replication_factor = p.replication_factor();
   map.next_shard_id = p.next_shard_id();
   map.moves_paused = p.moves_paused();
+  map.initial_shards = p.initial_shards();
   for (const auto& pm : p.members()) {
     if (!map.members.emplace(pm.id(), FromProto(pm)).second) {
       return Status::Corruption("cluster map: member " + std::to_string(pm.id()) + " appears twice");
@@ -337,6 +352,7 @@ Result<ClusterMap> DecodeMap(std::string_view bytes) {
     s.learners.assign(ps.learners().begin(), ps.learners().end());
     s.epoch = ps.epoch();
     s.leader_hint = ps.leader_hint();
+    if (ps.parent() > 0) s.parent = ps.parent() - 1;
     if (!map.shards.emplace(s.id, std::move(s)).second) {
       return Status::Corruption("cluster map: " + Shard(ps.id()) + " appears twice");
     }

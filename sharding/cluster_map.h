@@ -66,6 +66,7 @@ struct ShardInfo {
   std::vector<NodeId> learners;
   uint64_t epoch = 1;
   NodeId leader_hint = replication::kNoNode;  // last reported leader, for routing only
+  std::optional<ShardId> parent;  // the shard it was split from; none for a shard made at init
   friend bool operator==(const ShardInfo&, const ShardInfo&) = default;
 };
 
@@ -77,8 +78,12 @@ struct ClusterMap {
   std::map<ShardId, ShardInfo> shards;  // by id; ranges sorted by start (see ShardOf)
   ShardId next_shard_id = 0;
   bool moves_paused = false;  // operators paused replica moves (the controller plans none)
+  uint32_t initial_shards = 0;  // shards made at init, with uniform ranges (ids 0..n-1)
 
   bool initialized() const { return version > 0; }
+  // Where shard `id` started out: its uniform range if init made it, else nullopt (a split
+  // child's range is in its own state). Never changes, so replicas agree on it.
+  std::optional<std::pair<uint64_t, uint64_t>> InitialRange(ShardId id) const;
   // The shard whose range holds `hash`; nullopt only for an uninitialised map.
   std::optional<ShardId> ShardOf(uint64_t hash) const;
   const Member* FindMember(NodeId id) const;

@@ -13,6 +13,7 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "common/asio.h"
@@ -973,6 +974,67 @@ TEST_CASE("a killed node is marked down after down_after_s and its replicas re-c
     std::string got;
     REQUIRE(client->Get("r" + std::to_string(i), &got).ok());
     CHECK(got == std::to_string(i));
+  }
+}
+
+TEST_CASE("a shard splits under writes into two with the same replicas, and no acknowledged write is lost",
+          "[integration][cluster][split]") {
+  Cluster c(3);
+  auto client = c.Connect(20s);
+  REQUIRE(c.WaitLeader(3) >= 0);
+  // Writers on shard 3's keys only, overwriting 300 keys each, so both halves are busy.
+  WriteLoad load(client.get(), 3, [](int t, int i) { return KeyIn(3, t * 1000 + i % 300); });
+  std::this_thread::sleep_for(700ms);
+
+  CHECK(client->SplitShard(99).IsInvalidArgument());  // no such shard
+  uint64_t version = 0;
+  REQUIRE(client->SplitShard(3, &version).ok());
+  ClusterMapInfo map = WaitForMap(client.get(), c.addresses[0], 10s, [](const ClusterMapInfo& m) { return m.shards.size() == 9; });
+  REQUIRE(map.shards.size() == 9);
+  const ClusterMapInfo::Shard *lower = nullptr, *upper = nullptr;
+  for (const auto& sh : map.shards) {
+    if (sh.id == 3) lower = &sh;
+    if (sh.id == 8) upper = &sh;
+  }
+  REQUIRE(lower != nullptr);
+  REQUIRE(upper != nullptr);
+  CHECK(upper->start == lower->end);
+  CHECK(upper->end == ShardRanges::Uniform(8).Start(4));
+  CHECK(std::set<uint64_t>(upper->voters.begin(), upper->voters.end()) ==
+        std::set<uint64_t>(lower->voters.begin(), lower->voters.end()));
+  CHECK(upper->epoch == lower->epoch);
+
+  // The new shard elects a leader on the replicas that applied the split, and serves.
+  REQUIRE(c.WaitLeader(8, -1, 20s) >= 0);
+  std::this_thread::sleep_for(1s);
+  load.Stop();
+  INFO("first error: " << load.first_error);
+  CHECK(load.errors.load() == 0);  // the client re-routes by the newer map
+  CHECK(load.acked.size() > 100);
+  CHECK(load.Unreadable() == 0);
+  size_t in_upper = 0;
+  for (const auto& [k, v] : load.acked) in_upper += KeyHash(k) >= upper->start;
+  CHECK(in_upper > 0);
+  CHECK(in_upper < load.acked.size());
+
+  // Both halves keep taking writes, and every node reports both shards.
+  for (int i = 0; i < 20; ++i) REQUIRE(client->Put(KeyIn(3, 50000 + i), "after").ok());
+  for (const auto& a : c.addresses) {
+    NodeInfo info;
+    REQUIRE(client->NodeStatus(a, &info).ok());
+    CHECK(info.shard_count == 9);
+    std::set<uint32_t> hosted;
+    for (const auto& sh : info.shards) hosted.insert(sh.shard);
+    CHECK(hosted.count(3));
+    CHECK(hosted.count(8));
+  }
+  // Restarting a replica keeps the split (its ranges are in the shards' own state).
+  REQUIRE(c.nodes[1]->Stop() == 0);
+  c.nodes[1]->Restart();
+  for (int i = 0; i < 20; ++i) {
+    std::string got;
+    REQUIRE(client->Get(KeyIn(3, 50000 + i), &got).ok());
+    CHECK(got == "after");
   }
 }
 

@@ -61,7 +61,7 @@ TEST_CASE("the RocksDB log matches the in-memory reference under random operatio
   MemStorage mem(conf);
   auto log = OpenLog(env.get(), group);
   storage::WriteBatch batch;
-  log->Bootstrap(conf, &batch);
+  log->Bootstrap(conf, 0, &batch);
   Commit(env.get(), log.get(), &batch);
   // A neighbouring group must never be disturbed.
   auto other = OpenLog(env.get(), group + 1);

@@ -161,6 +161,13 @@ class Client {
   // setting is in the replicated map, so it survives a change of metadata leader.
   // Idempotent. *map_version as for ChangeMember.
   Status PauseMoves(bool paused, uint64_t* map_version = nullptr, const CallOptions& call = {});
+  // Splits shard `shard` at the midpoint of its hash range: the upper half becomes a new
+  // shard with the same replicas. Returns once the map records it (*map_version as for
+  // ChangeMember); the shard's own log then makes the cut, and the new shard serves a
+  // moment later (requests meanwhile are retried). Not idempotent: each call halves
+  // again. InvalidArgument for an unknown shard, one with a move in progress, or one
+  // covering a single hash.
+  Status SplitShard(uint32_t shard, uint64_t* map_version = nullptr, const CallOptions& call = {});
 
   // Creates the cluster, once, on the node at `endpoint` ("" = the first seed), which
   // must have been started with --join and not have joined yet: it becomes member 1 of a
