@@ -653,6 +653,28 @@ TEST_CASE("ringctl cluster init creates a cluster once on a node started with --
   CHECK(Ctl(address, {"--json", "cluster", "init"}).out.find("\"already_initialized\":true") != std::string::npos);
 }
 
+TEST_CASE("ringctl shard split halves a shard online; bad ids are refused", "[integration][ringctl]") {
+  TempDir dir;
+  Ringd node(NodeIn(dir));
+  CHECK(Ctl(node.address(), {"--timeout-ms", "10000", "put", "k", "v"}).exit_code == 0);
+  auto before = ParseOneObject(Ctl(node.address(), {"--json", "shard", "locate", "k"}).out);
+  const double shards = before["shard_count"].number;
+  CHECK(Ctl(node.address(), {"shard", "split"}).exit_code == 64);
+  CHECK(Ctl(node.address(), {"shard", "split", "x"}).exit_code == 64);
+  auto unknown = Ctl(node.address(), {"shard", "split", "999"});
+  INFO(Show(unknown));
+  CHECK(unknown.exit_code == 65);
+  CHECK(unknown.err.find("does not exist") != std::string::npos);
+  auto split = Ctl(node.address(), {"--json", "shard", "split", std::to_string(static_cast<int>(before["shard"].number))});
+  INFO(Show(split));
+  CHECK(split.exit_code == 0);
+  auto after = ParseOneObject(Ctl(node.address(), {"--json", "shard", "locate", "k"}).out);
+  CHECK(after["shard_count"].number == shards + 1);
+  auto get = Ctl(node.address(), {"--timeout-ms", "10000", "get", "k"});
+  CHECK(get.exit_code == 0);
+  CHECK(get.out == "v\n");
+}
+
 TEST_CASE("ringctl ping reports OK from a serving node", "[integration][ringctl]") {
   TempDir dir;
   Ringd node(NodeIn(dir));
