@@ -401,6 +401,15 @@ void ClusterManager::Report(const std::vector<GroupStatus>& groups) {
   else if (leader != replication::kNoNode) transport_->SendReport(leader, report.SerializeAsString());
 }
 
+bool ClusterManager::Reported(ShardId shard) const {
+  for (const auto& [node, last] : reports_) {
+    for (const auto& p : last.report->shards()) {
+      if (p.shard() == shard && p.commit() > 0) return true;
+    }
+  }
+  return false;
+}
+
 void ClusterManager::OnReport(NodeId from, const pb::NodeReport& report) {
   if (from == replication::kNoNode || report.node() != from) return;
   reports_[from] = LastReport{Clock::now(), std::make_shared<const pb::NodeReport>(report)};
@@ -493,6 +502,16 @@ bool ClusterManager::HandleAdmin(const pb::Request& req, pb::Response* resp,
   if (a.op() == pb::ClusterAdminRequest::SPLIT) {
     auto it = map->shards.find(a.shard());
     if (it == map->shards.end()) return fail(Status::InvalidArgument("shard " + std::to_string(a.shard()) + " does not exist"));
+    // One split at a time per shard: the last one must have reached the shard's log and
+    // its new shard must be serving (its leader reports) before this shard splits again.
+    for (const auto& [id, sh] : map->shards) {
+      const bool related = id == a.shard() ? sh.parent.has_value() : sh.parent == a.shard();
+      if (related && !Reported(id)) {
+        return fail(Status::Unavailable("shard " + std::to_string(id) + ", from an earlier split of shard " +
+                                        std::to_string(id == a.shard() ? *sh.parent : a.shard()) +
+                                        ", is not serving yet; retry in a moment"));
+      }
+    }
     change.kind = MapChange::Kind::kSplitShard;
     change.shard = a.shard();
     change.expected_epoch = it->second.epoch;

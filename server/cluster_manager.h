@@ -106,6 +106,8 @@ class ClusterManager {
 
   // A peer's report (I/O thread).
   void OnReport(replication::NodeId from, const pb::NodeReport& report);
+  // As metadata leader: whether some node reported leading `shard` (it is serving).
+  bool Reported(ShardId shard) const;
   // A ClusterAdmin request: true if answered in *resp now, false if `later` will be.
   bool HandleAdmin(const pb::Request& req, pb::Response* resp, const std::function<void(pb::Response&&)>& later);
 
