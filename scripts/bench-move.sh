@@ -11,7 +11,8 @@
 # The nodes compact their logs after COMPACT_AFTER entries per shard (default 1000), as a
 # long-running cluster would have, so node 4 gets SST snapshots and not years of log.
 # Env: DATASET_MB (default 1024), RATE_MB (default 0), CLIENTS (8), DURATION (20),
-# COMPACT_AFTER (1000), BUILD.
+# COMPACT_AFTER (1000), MOVES (max_concurrent_moves, default 2), WORKERS (snapshot_workers
+# per node, default 2), BUILD.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DATASET_MB=${DATASET_MB:-1024}
@@ -19,6 +20,8 @@ RATE_MB=${RATE_MB:-0}
 CLIENTS=${CLIENTS:-8}
 DURATION=${DURATION:-20}
 COMPACT_AFTER=${COMPACT_AFTER:-1000}
+MOVES=${MOVES:-2}
+WORKERS=${WORKERS:-2}
 BUILD=${BUILD:-build}
 W=$(mktemp -d /tmp/ring-bench-move-XXXXXX)
 pids=()
@@ -41,7 +44,8 @@ start_node() {  # index [extra...]
   local i=$1; shift
   "$RINGD" --data-dir "$W/n$i" --listen "127.0.0.1:$((7601 + i))" --metrics-listen "127.0.0.1:$((9601 + i))" \
     --peers "$PEERS" --sync-policy sync --log-level warn \
-    --log-compact-after "$COMPACT_AFTER" --log-retain "$((COMPACT_AFTER / 2))" "$@" >>"$W/n$i.log" 2>&1 &
+    --log-compact-after "$COMPACT_AFTER" --log-retain "$((COMPACT_AFTER / 2))" \
+    --max-concurrent-moves "$MOVES" --snapshot-workers "$WORKERS" "$@" >>"$W/n$i.log" 2>&1 &
   pids+=($!)
 }
 metric() {  # index name
@@ -74,7 +78,7 @@ du -sm "$W"/n0 | awk '{ print "bench-move: node 1 data directory: " $1 " MiB" }'
 log "baseline: workload 0.9, $CLIENTS clients, $DURATION s"
 read -r base_ops base_p99 < <(bench)
 
-log "starting node 4 (snapshot rate cap: ${RATE_MB} MB/s, 0 = none)"
+log "starting node 4 (snapshot rate cap: ${RATE_MB} MB/s, 0 = none; $MOVES moves at once, $WORKERS snapshot workers)"
 start_node 3 --snapshot-rate-mb "$RATE_MB"
 move_start=$(date +%s.%N)
 bench >"$W/during" &

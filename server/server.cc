@@ -201,7 +201,7 @@ Status Server::Impl::StartNode(replication::NodeId id, std::vector<replication::
                                              state_machine.get(), transport.get(), engine.get());
   NodeContext* n = &node;
   auto apply_map = [n](const sharding::ClusterMap& map) {
-    if (map.initialized()) n->SetShards(sharding::ShardRangesOf(map));
+    if (map.initialized()) n->SetShards(sharding::ShardRangesOf(map), map.version);
   };
   apply_map(*meta->Map());
   manager->OnMapChange(apply_map);

@@ -65,14 +65,18 @@ void KvService::UndecodableReply(size_t payload_bytes, pb::Response* resp) {
                     resp);
 }
 
-Status KvService::CheckShard(const ShardRanges& shards, const pb::Request& req, std::string_view key) {
+Status KvService::CheckShard(const ShardRanges& shards, uint64_t map_version, const pb::Request& req,
+                             std::string_view key) {
   if (req.shard() == 0) return Status::OK();
   ShardId want = shards.ShardOfKey(key);
-  if (req.shard() - 1 != want) {
-    return Status::WrongShard("key belongs to shard " + std::to_string(want) + ", not shard " +
-                              std::to_string(req.shard() - 1));
+  if (req.shard() - 1 == want) return Status::OK();
+  std::string what = "key belongs to shard " + std::to_string(want) + ", not shard " + std::to_string(req.shard() - 1);
+  // Routed with an older map than this node's: the shard's range changed since (a split).
+  if (req.map_version() != 0 && req.map_version() < map_version) {
+    return Status::StaleEpoch(what + " since map version " + std::to_string(req.map_version()) +
+                              "; this node routes by version " + std::to_string(map_version));
   }
-  return Status::OK();
+  return Status::WrongShard(what);
 }
 
 Result<ShardId> KvService::SingleShard(const ShardRanges& shards, const std::vector<std::string_view>& keys) {
@@ -118,8 +122,8 @@ void KvService::Redirect(NodeContext* node, ShardId shard, pb::Response* resp) {
       }
       address = node->AddressOf(hint);
     }
-    s = Status::NotLeader("shard " + std::to_string(shard) + " has no replica on this node" +
-                          (address.empty() ? "" : "; try " + address));
+    s = Status::WrongShard("shard " + std::to_string(shard) + " has no replica on this node" +
+                           (address.empty() ? "" : "; try " + address));
   } else if (leader == node->self_id) {
     s = Status::Unavailable("shard " + std::to_string(shard) + ": leader is confirming its read lease; retry");
   } else {
@@ -128,7 +132,7 @@ void KvService::Redirect(NodeContext* node, ShardId shard, pb::Response* resp) {
   }
   Fail(s, node->metrics, resp);
   auto* r = resp->mutable_redirect();
-  if (s.code() == StatusCode::kNotLeader) r->set_leader(address);
+  if (s.code() != StatusCode::kUnavailable) r->set_leader(address);
   r->set_shard(shard + 1);
   SetMapHints(node, r);
 }
@@ -200,6 +204,7 @@ bool KvService::Handle(const pb::Request& req, pb::Response* resp, const Later& 
     return true;
   }
   const std::shared_ptr<const ShardRanges> shards = node_->Shards();
+  const uint64_t map_version = node_->MapVersion();
 
   // Mutations: validate, then propose to the key's shard.
   std::vector<std::string_view> keys;
@@ -208,7 +213,7 @@ bool KvService::Handle(const pb::Request& req, pb::Response* resp, const Later& 
     case pb::Request::kGet: {
       const std::string& key = req.get().key();
       s = CheckKey(key);
-      if (s.ok()) s = CheckShard(*shards, req, key);
+      if (s.ok()) s = CheckShard(*shards, map_version, req, key);
       ShardId shard = shards->ShardOfKey(key);
       if (s.ok() && !node_->driver->ReadLeaseValid(shard)) {
         if (node_->driver->LeaderOf(shard) != node_->self_id) {
@@ -246,7 +251,7 @@ bool KvService::Handle(const pb::Request& req, pb::Response* resp, const Later& 
       std::vector<std::string> dkeys;
       for (int i = 0; s.ok() && i < keys.size(); ++i) {
         s = CheckKey(keys[i]).WithContext("key " + std::to_string(i));
-        if (s.ok()) s = CheckShard(*shards, req, keys[i]);
+        if (s.ok()) s = CheckShard(*shards, map_version, req, keys[i]);
         dkeys.push_back(DataKey(keys[i]));
       }
       // Reads need no atomicity across shards: serve the batch if this node holds the
@@ -362,7 +367,7 @@ bool KvService::Handle(const pb::Request& req, pb::Response* resp, const Later& 
   // One shard for the whole batch first (a caller's error), then the client's routing.
   Result<ShardId> shard = s.ok() ? SingleShard(*shards, keys) : Result<ShardId>(s);
   if (shard.ok()) {
-    if (Status routed = CheckShard(*shards, req, keys.front()); !routed.ok()) shard = routed;
+    if (Status routed = CheckShard(*shards, map_version, req, keys.front()); !routed.ok()) shard = routed;
   }
   if (!shard.ok()) {
     FailRouting(node_, shard.status(), resp);

@@ -55,9 +55,12 @@ struct NodeContext {
   // How the hash space is cut into shards: the cluster map's ranges, replaced (any thread
   // may read, the I/O thread writes) when a new map changes them.
   std::shared_ptr<const ShardRanges> Shards() const { return shards_.load(std::memory_order_acquire); }
-  void SetShards(ShardRanges ranges) {
+  void SetShards(ShardRanges ranges, uint64_t map_version) {
     shards_.store(std::make_shared<const ShardRanges>(std::move(ranges)), std::memory_order_release);
+    map_version_.store(map_version, std::memory_order_release);
   }
+  // The version of the map Shards() came from (0: none yet).
+  uint64_t MapVersion() const { return map_version_.load(std::memory_order_acquire); }
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   std::string listen_address;  // the bound address, e.g. "127.0.0.1:7001"
   // Receives the decoded messages of every peer RaftBatch (proto/ring.proto), called on
@@ -78,6 +81,7 @@ struct NodeContext {
   mutable std::atomic<uint64_t> next_hint{0};
 
  private:
+  std::atomic<uint64_t> map_version_{0};
   std::atomic<std::shared_ptr<const ShardRanges>> shards_{std::make_shared<const ShardRanges>(ShardRanges::Uniform(1))};
 };
 
@@ -96,7 +100,10 @@ class KvService {
   static void UndecodableReply(size_t payload_bytes, pb::Response* resp);
 
  private:
-  static Status CheckShard(const ShardRanges& shards, const pb::Request& req, std::string_view key);
+  // WrongShard if the request names a shard that does not own `key` here, StaleEpoch if
+  // it was also routed with an older map version than this node's.
+  static Status CheckShard(const ShardRanges& shards, uint64_t map_version, const pb::Request& req,
+                           std::string_view key);
   // The one shard all `keys` belong to, or InvalidArgument naming two that differ.
   static Result<ShardId> SingleShard(const ShardRanges& shards, const std::vector<std::string_view>& keys);
   // NotLeader (or Unavailable while the leader confirms its lease) with a redirect.

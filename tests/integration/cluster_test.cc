@@ -1033,6 +1033,20 @@ TEST_CASE("a shard splits under writes into two with the same replicas, and no a
     CHECK(hosted.count(8));
     CHECK(hosted.count(9));
   }
+  // A request routed with the map from before the splits is fenced: StaleEpoch, with the
+  // node's map version; one naming a shard the node does not host is WrongShard.
+  std::string moved;
+  for (int i = 0; moved.empty(); ++i) {
+    if (KeyHash(KeyIn(3, 70000 + i)) >= upper->start) moved = KeyIn(3, 70000 + i);
+  }
+  pb::Request stale = GetReq(1, moved);
+  stale.set_shard(3 + 1);
+  stale.set_map_version(1);
+  auto replies = ParseReplies(SendRaw(c.addresses[0], Frame(stale), 5s, Replies(1)).bytes);
+  REQUIRE(replies.size() == 1);
+  CHECK(replies[0].code() == pb::STALE_EPOCH);
+  CHECK(replies[0].redirect().map_version() > 1);
+  CHECK(replies[0].redirect().shard_count() == 10);
   // Restarting a replica keeps the split (its ranges are in the shards' own state).
   REQUIRE(c.nodes[1]->Stop() == 0);
   c.nodes[1]->Restart();
