@@ -11,8 +11,8 @@
 # The nodes compact their logs after COMPACT_AFTER entries per shard (default 1000), as a
 # long-running cluster would have, so node 4 gets SST snapshots and not years of log.
 # Env: DATASET_MB (default 1024), RATE_MB (default 0), CLIENTS (8), DURATION (20),
-# COMPACT_AFTER (1000), MOVES (max_concurrent_moves, default 2), WORKERS (snapshot_workers
-# per node, default 2), BUILD.
+# COMPACT_AFTER (1000), MOVES (max_concurrent_moves, default 4), WORKERS (snapshot_workers
+# per node, default 4), BUILD.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DATASET_MB=${DATASET_MB:-1024}
@@ -20,8 +20,8 @@ RATE_MB=${RATE_MB:-0}
 CLIENTS=${CLIENTS:-8}
 DURATION=${DURATION:-20}
 COMPACT_AFTER=${COMPACT_AFTER:-1000}
-MOVES=${MOVES:-2}
-WORKERS=${WORKERS:-2}
+MOVES=${MOVES:-4}
+WORKERS=${WORKERS:-4}
 BUILD=${BUILD:-build}
 W=$(mktemp -d /tmp/ring-bench-move-XXXXXX)
 pids=()

@@ -230,8 +230,8 @@ ParsedCommandLine ParseCommandLine(int argc, const char* const* argv) {
       {"--log-compact-after", "log_compact_after", "Compact a shard's log once it holds this many applied entries (default 20000)"},
       {"--log-retain", "log_retain", "Applied entries kept after a compaction, for followers catching up (default 10000)"},
       {"--snapshot-rate-mb", "snapshot_rate_mb", "Cap on the MB/s this node fetches shard snapshots at (moves, catch-up); 0 = unlimited (default 0)"},
-      {"--snapshot-workers", "snapshot_workers", "Snapshot exports and fetches this node runs at once (default 2)"},
-      {"--max-concurrent-moves", "max_concurrent_moves", "As metadata leader, shards with a replica move in flight at once (default 2)"},
+      {"--snapshot-workers", "snapshot_workers", "Snapshot exports and fetches this node runs at once (default 4)"},
+      {"--max-concurrent-moves", "max_concurrent_moves", "As metadata leader, shards with a replica move in flight at once (default 4)"},
       {"--down-after-s", "down_after_s", "As metadata leader, mark a member down after this many seconds of silence (default 10)"},
       {"--rereplicate-after-s", "rereplicate_after_s", "As metadata leader, re-create a silent member's replicas elsewhere after this many seconds (default 60)"},
   };

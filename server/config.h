@@ -47,8 +47,8 @@ struct Config {
   uint32_t log_compact_after = 20000;  // compact a shard's log past this many applied entries
   uint32_t log_retain = 10000;         // applied entries kept after compaction
   uint32_t snapshot_rate_mb = 0;       // MB/s cap on fetching shard snapshots; 0 = none
-  uint32_t snapshot_workers = 2;       // snapshot exports and fetches at once
-  uint32_t max_concurrent_moves = 2;   // shards with a replica move in flight (metadata leader)
+  uint32_t snapshot_workers = 4;       // snapshot exports and fetches at once
+  uint32_t max_concurrent_moves = 4;   // shards with a replica move in flight (metadata leader)
   uint32_t down_after_s = 10;          // a member silent this long is marked down (metadata leader)
   uint32_t rereplicate_after_s = 60;   // ... and its replicas are re-created elsewhere after this
   std::string ready_file;           // flag only: written once the node serves

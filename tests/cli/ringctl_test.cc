@@ -735,6 +735,38 @@ TEST_CASE("ringctl playground serves a node until SIGINT, then removes its direc
   CHECK(Ctl(cluster, {"--timeout-ms", "300", "ping"}).exit_code == 69);  // the node is gone
 }
 
+TEST_CASE("a node started by hand with ringd --join joins the playground's cluster", "[integration][ringctl][playground]") {
+  TempDir tmp;
+  int port = FreePort();
+  Process pg({Bin("ringctl"), "playground", "--nodes", "3", "--dir", tmp.Sub("pg"), "--base-port", std::to_string(port),
+              "--metrics-base-port", "0"},
+             tmp.Sub("playground.log"));
+  std::string log = AwaitLog(pg, "Press Ctrl-C");
+  INFO(log);
+  CHECK(log.find("--join 127.0.0.1:" + std::to_string(port)) != std::string::npos);  // it says how
+  std::string cluster = LineValue(log, "Cluster: ");
+  std::string addr = "127.0.0.1:" + std::to_string(FreePort());
+  Ringd extra(RingdOptions{tmp.Sub("n4"), {"--listen", addr, "--join", "127.0.0.1:" + std::to_string(port)}});
+  // It becomes member 4, up, and takes replicas; the playground's map says so.
+  Json map;
+  bool joined = false;
+  for (int i = 0; i < 300 && !joined; ++i) {
+    map = ParseOneObject(Ctl(cluster, {"--json", "status"}).out)["cluster_map"];
+    size_t up = 0, on4 = 0;
+    for (const auto& m : map["members"].items) up += m["state"].string == "up";
+    for (const auto& sh : map["shards"].items) {
+      for (const auto& v : sh["voters"].items) on4 += v.number == 4;
+    }
+    joined = up == 4 && on4 > 0;
+    if (!joined) std::this_thread::sleep_for(100ms);
+  }
+  CHECK(joined);
+  CHECK(Ctl(addr, {"--timeout-ms", "10000", "put", "via-4", "x"}).exit_code == 0);
+  CHECK(Ctl(cluster, {"get", "via-4"}).out == "x\n");
+  pg.Signal(SIGINT);
+  CHECK(pg.Wait(30s) == 0);
+}
+
 TEST_CASE("ringctl playground --keep leaves its directory and stops its nodes on SIGTERM",
           "[integration][ringctl][playground]") {
   TempDir tmp;
