@@ -654,6 +654,38 @@ Status Blocking(Client::Impl* impl, Start&& start) {
   return f.get();
 }
 
+// A ClusterAdmin change, answered by the metadata leader: *map_version (if given) is the
+// map's version once it is applied.
+Status AdminChange(Client::Impl* impl, pb::ClusterAdminRequest admin, uint64_t* map_version, const CallOptions& call) {
+  return Blocking(impl, [&](auto finish) {
+    pb::Request req;
+    *req.mutable_cluster_admin() = std::move(admin);
+    impl->Submit(std::move(req), false, call, [map_version, finish](Status s, pb::Response* r) {
+      if (s.ok() && r && map_version) *map_version = r->cluster_admin().map_version();
+      finish(std::move(s));
+    });
+  });
+}
+
+// Sends `req` to the node at `endpoint` only ("" = the first seed) and waits;
+// on_reply(*response) runs on the I/O thread for an OK reply.
+Status PinnedCall(Client::Impl* impl, std::string_view endpoint, pb::Request req, const CallOptions& call,
+                  std::function<void(const pb::Response&)> on_reply) {
+  if (!endpoint.empty()) {
+    auto ep = ParseEndpoint(endpoint);
+    if (!ep.ok()) return ep.status();
+  }
+  return Blocking(impl, [&](auto finish) {
+    asio::post(impl->io(), [impl, target = std::string(endpoint), req = std::move(req), call, on_reply, finish]() mutable {
+      size_t node = target.empty() ? 0 : impl->NodeIndex(target);
+      impl->SubmitPinned(std::move(req), node, call, [on_reply, finish](Status s, pb::Response* r) {
+        if (s.ok() && r) on_reply(*r);
+        finish(std::move(s));
+      });
+    });
+  });
+}
+
 }  // namespace
 
 Status Client::Open(const ClientOptions& options, std::unique_ptr<Client>* client) {
@@ -848,111 +880,68 @@ Status Client::Ping(const CallOptions& call) {
 }
 
 Status Client::ChangeMember(uint64_t node_id, MemberChange change, uint64_t* map_version, const CallOptions& call) {
-  return Blocking(impl_.get(), [&](auto finish) {
-    pb::Request req;
-    auto* a = req.mutable_cluster_admin();
-    a->set_node(node_id);
-    a->set_op(change == MemberChange::kDrain     ? pb::ClusterAdminRequest::DRAIN
-              : change == MemberChange::kUndrain ? pb::ClusterAdminRequest::UNDRAIN
-                                                 : pb::ClusterAdminRequest::REMOVE);
-    impl_->Submit(std::move(req), false, call, [map_version, finish](Status s, pb::Response* r) {
-      if (s.ok() && r && map_version) *map_version = r->cluster_admin().map_version();
-      finish(std::move(s));
-    });
-  });
+  pb::ClusterAdminRequest a;
+  a.set_node(node_id);
+  a.set_op(change == MemberChange::kDrain     ? pb::ClusterAdminRequest::DRAIN
+           : change == MemberChange::kUndrain ? pb::ClusterAdminRequest::UNDRAIN
+                                              : pb::ClusterAdminRequest::REMOVE);
+  return AdminChange(impl_.get(), std::move(a), map_version, call);
 }
 
 Status Client::PauseMoves(bool paused, uint64_t* map_version, const CallOptions& call) {
-  return Blocking(impl_.get(), [&](auto finish) {
-    pb::Request req;
-    req.mutable_cluster_admin()->set_op(paused ? pb::ClusterAdminRequest::PAUSE_MOVES
-                                               : pb::ClusterAdminRequest::RESUME_MOVES);
-    impl_->Submit(std::move(req), false, call, [map_version, finish](Status s, pb::Response* r) {
-      if (s.ok() && r && map_version) *map_version = r->cluster_admin().map_version();
-      finish(std::move(s));
-    });
-  });
+  pb::ClusterAdminRequest a;
+  a.set_op(paused ? pb::ClusterAdminRequest::PAUSE_MOVES : pb::ClusterAdminRequest::RESUME_MOVES);
+  return AdminChange(impl_.get(), std::move(a), map_version, call);
 }
 
 Status Client::SplitShard(uint32_t shard, uint64_t* map_version, const CallOptions& call) {
-  return Blocking(impl_.get(), [&](auto finish) {
-    pb::Request req;
-    req.mutable_cluster_admin()->set_op(pb::ClusterAdminRequest::SPLIT);
-    req.mutable_cluster_admin()->set_shard(shard);
-    impl_->Submit(std::move(req), false, call, [map_version, finish](Status s, pb::Response* r) {
-      if (s.ok() && r && map_version) *map_version = r->cluster_admin().map_version();
-      finish(std::move(s));
-    });
-  });
+  pb::ClusterAdminRequest a;
+  a.set_op(pb::ClusterAdminRequest::SPLIT);
+  a.set_shard(shard);
+  return AdminChange(impl_.get(), std::move(a), map_version, call);
 }
 
 Status Client::InitCluster(std::string_view endpoint, uint32_t shard_count, uint32_t replication_factor,
                            InitResult* result, const CallOptions& call) {
-  if (!endpoint.empty()) {
-    auto ep = ParseEndpoint(endpoint);
-    if (!ep.ok()) return ep.status();
-  }
-  return Blocking(impl_.get(), [&](auto finish) {
-    std::string target(endpoint);
-    asio::post(impl_->io(), [this, target, shard_count, replication_factor, result, finish, call]() mutable {
-      pb::Request req;
-      auto* a = req.mutable_cluster_admin();
-      a->set_op(pb::ClusterAdminRequest::INIT);
-      a->set_shard_count(shard_count);
-      a->set_replication_factor(replication_factor);
-      size_t node = target.empty() ? 0 : impl_->NodeIndex(target);
-      impl_->SubmitPinned(std::move(req), node, call, [result, finish](Status s, pb::Response* r) {
-        if (s.ok() && r && result) {
-          const auto& c = r->cluster_admin();
-          *result = InitResult{c.cluster_id(), c.node_id(), c.map_version(), c.already_initialized()};
-        }
-        finish(std::move(s));
-      });
-    });
+  pb::Request req;
+  auto* a = req.mutable_cluster_admin();
+  a->set_op(pb::ClusterAdminRequest::INIT);
+  a->set_shard_count(shard_count);
+  a->set_replication_factor(replication_factor);
+  return PinnedCall(impl_.get(), endpoint, std::move(req), call, [result](const pb::Response& r) {
+    const auto& c = r.cluster_admin();
+    if (result) *result = InitResult{c.cluster_id(), c.node_id(), c.map_version(), c.already_initialized()};
   });
 }
 
 Status Client::NodeStatus(std::string_view endpoint, NodeInfo* info, const CallOptions& call) {
-  if (!endpoint.empty()) {
-    auto ep = ParseEndpoint(endpoint);
-    if (!ep.ok()) return ep.status();
-  }
-  return Blocking(impl_.get(), [&](auto finish) {
-    std::string target(endpoint);
-    asio::post(impl_->io(), [this, target, info, finish, call]() mutable {
-      pb::Request req;
-      req.mutable_node_status();
-      size_t node = target.empty() ? 0 : impl_->NodeIndex(target);
-      impl_->SubmitPinned(std::move(req), node, call, [info, finish](Status s, pb::Response* r) {
-        if (s.ok() && r) {
-          const auto& ns = r->node_status();
-          *info = NodeInfo{ns.node_id(), ns.version(), ns.listen(), ns.uptime_ms(), ns.sync_policy(),
-                           ns.shard_count(), ns.connections(), ns.requests_served(), ns.keys_estimate(),
-                           ns.disk_bytes(), ns.disk_ok(), ns.disk_error(), {}, {}};
-          for (const auto& sh : ns.shards()) {
-            info->shards.push_back(ShardInfo{sh.shard(), sh.leader(), sh.role(), sh.term(), sh.commit_index(),
-                                             sh.applied_index(), sh.last_index(),
-                                             {sh.replicas().begin(), sh.replicas().end()},
-                                             sh.snapshot_bytes_done(), sh.snapshot_bytes_total()});
-          }
-          static const char* const kStates[] = {"joining", "up", "draining", "down", "removed"};
-          const auto& cm = ns.cluster_map();
-          ClusterMapInfo& map = info->cluster_map;
-          map.version = cm.version();
-          map.cluster_id = cm.cluster_id();
-          map.replication_factor = cm.replication_factor();
-          map.moves_paused = cm.moves_paused();
-          for (const auto& m : cm.members()) {
-            map.members.push_back({m.id(), m.address(), m.state() < 5 ? kStates[m.state()] : "unknown", m.weight()});
-          }
-          for (const auto& sh : cm.shards()) {
-            map.shards.push_back({sh.id(), sh.start(), sh.end(), {sh.voters().begin(), sh.voters().end()},
-                                  {sh.learners().begin(), sh.learners().end()}, sh.epoch()});
-          }
-        }
-        finish(std::move(s));
-      });
-    });
+  pb::Request req;
+  req.mutable_node_status();
+  return PinnedCall(impl_.get(), endpoint, std::move(req), call, [info](const pb::Response& r) {
+    const auto& ns = r.node_status();
+    *info = NodeInfo{ns.node_id(), ns.version(), ns.listen(), ns.uptime_ms(), ns.sync_policy(),
+                     ns.shard_count(), ns.connections(), ns.requests_served(), ns.keys_estimate(),
+                     ns.disk_bytes(), ns.disk_ok(), ns.disk_error(), {}, {}};
+    for (const auto& sh : ns.shards()) {
+      info->shards.push_back(ShardInfo{sh.shard(), sh.leader(), sh.role(), sh.term(), sh.commit_index(),
+                                       sh.applied_index(), sh.last_index(),
+                                       {sh.replicas().begin(), sh.replicas().end()},
+                                       sh.snapshot_bytes_done(), sh.snapshot_bytes_total()});
+    }
+    static const char* const kStates[] = {"joining", "up", "draining", "down", "removed"};
+    const auto& cm = ns.cluster_map();
+    ClusterMapInfo& map = info->cluster_map;
+    map.version = cm.version();
+    map.cluster_id = cm.cluster_id();
+    map.replication_factor = cm.replication_factor();
+    map.moves_paused = cm.moves_paused();
+    for (const auto& m : cm.members()) {
+      map.members.push_back({m.id(), m.address(), m.state() < 5 ? kStates[m.state()] : "unknown", m.weight()});
+    }
+    for (const auto& sh : cm.shards()) {
+      map.shards.push_back({sh.id(), sh.start(), sh.end(), {sh.voters().begin(), sh.voters().end()},
+                            {sh.learners().begin(), sh.learners().end()}, sh.epoch()});
+    }
   });
 }
 

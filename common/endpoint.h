@@ -14,6 +14,9 @@ struct Endpoint {
   std::string host;  // a name, an IPv4 address, or an IPv6 address without brackets
   uint16_t port = 0;
   std::string ToString() const;  // brackets IPv6 hosts
+  // False for a port of 0 or a wildcard host (0.0.0.0, ::): not an address another node
+  // could connect to.
+  bool Reachable() const { return port != 0 && !host.empty() && host != "0.0.0.0" && host != "::"; }
   friend bool operator==(const Endpoint&, const Endpoint&) = default;
 };
 

@@ -32,13 +32,18 @@ std::string DataKey(std::string_view key) {
   return out;
 }
 
+uint64_t ShardRanges::UniformStart(uint32_t i, uint32_t count) {
+  assert(count >= 1 && i < count);
+  unsigned __int128 num = static_cast<unsigned __int128>(i) << 64;
+  return static_cast<uint64_t>((num + count - 1) / count);
+}
+
 ShardRanges ShardRanges::Uniform(uint32_t count) {
   assert(count >= 1);
   ShardRanges r;
   r.starts_.reserve(count);
   for (uint32_t i = 0; i < count; ++i) {
-    unsigned __int128 num = static_cast<unsigned __int128>(i) << 64;
-    r.starts_.push_back(static_cast<uint64_t>((num + count - 1) / count));
+    r.starts_.push_back(UniformStart(i, count));
     r.ids_.push_back(i);
     r.pos_.push_back(i);
   }

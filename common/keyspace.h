@@ -40,6 +40,8 @@ class ShardRanges {
  public:
   // `count` equal ranges; shard i starts at ceil(i * 2^64 / count). count >= 1.
   static ShardRanges Uniform(uint32_t count);
+  // Where shard i of Uniform(count) starts, without building the set.
+  static uint64_t UniformStart(uint32_t i, uint32_t count);
   // Shards given as (start, id): starts distinct with one at 0, ids distinct (any order).
   // InvalidArgument otherwise.
   static Result<ShardRanges> FromStarts(std::vector<std::pair<uint64_t, ShardId>> starts);

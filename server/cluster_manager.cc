@@ -56,6 +56,13 @@ std::optional<ConfChange> NextConfStep(const replication::ConfState& conf, const
   return std::nullopt;
 }
 
+// What INIT and JOIN answer: the cluster, its map version, and the member id of `node`.
+void DescribeCluster(const ClusterMap& map, NodeId node, pb::ClusterAdminResponse* r) {
+  r->set_map_version(map.version);
+  r->set_cluster_id(map.cluster_id);
+  r->set_node_id(node);
+}
+
 const char* ConfChangeName(ConfChangeType t) {
   switch (t) {
     case ConfChangeType::kAddVoter: return "promote";
@@ -92,18 +99,38 @@ std::vector<NodeId> ClusterManager::MetaVoters(const Config& config) {
   return voters;
 }
 
-MapChange ClusterManager::StaticBootstrap(const Config& config) {
-  const uint64_t n = config.peers.empty() ? 1 : config.peers.size();
+MapChange ClusterManager::NewCluster(std::vector<sharding::Member> founders, uint32_t shard_count,
+                                     uint32_t replication_factor) {
   MapChange init;
   init.kind = MapChange::Kind::kInit;
   std::random_device rd;
   init.cluster_id = (uint64_t{rd()} << 32 | rd()) | 1;
-  init.shard_count = config.shard_count;
-  init.replication_factor = static_cast<uint32_t>(std::min<uint64_t>(config.replication_factor, n));
-  for (NodeId id = 1; id <= n; ++id) {
-    init.members.push_back(sharding::Member{id, ReplicaAddress(config, id), sharding::MemberState::kUp, 1.0, 0});
-  }
+  init.shard_count = shard_count;
+  init.replication_factor = replication_factor;
+  init.members = std::move(founders);
   return init;
+}
+
+MapChange ClusterManager::StaticBootstrap(const Config& config) {
+  const uint64_t n = config.peers.empty() ? 1 : config.peers.size();
+  std::vector<sharding::Member> founders;
+  for (NodeId id = 1; id <= n; ++id) {
+    founders.push_back(sharding::Member{id, ReplicaAddress(config, id), sharding::MemberState::kUp, 1.0, 0});
+  }
+  return NewCluster(std::move(founders), config.shard_count,
+                    static_cast<uint32_t>(std::min<uint64_t>(config.replication_factor, n)));
+}
+
+void ClusterManager::ProposeChange(const MapChange& change, std::function<void(Status, uint64_t)> done) {
+  driver_->Propose(kMetaGroup, sharding::EncodeChange(change), [done = std::move(done)](Status s, std::any r) {
+    uint64_t version = 0;
+    if (s.ok() && r.has_value()) {
+      auto result = std::any_cast<sharding::MetaResult>(r);
+      s = result.status;
+      version = result.version;
+    }
+    done(std::move(s), version);
+  });
 }
 
 sharding::ShardInfo ClusterManager::MetaReplicas(const ClusterMap& map) {
@@ -160,10 +187,7 @@ void ClusterManager::Tick() {
     for (auto& [id, reply] : init_waiters_) {
       pb::Response out;
       out.set_id(id);
-      auto* r = out.mutable_cluster_admin();
-      r->set_map_version(map->version);
-      r->set_cluster_id(map->cluster_id);
-      r->set_node_id(self_);
+      DescribeCluster(*map, self_, out.mutable_cluster_admin());
       reply(std::move(out));
     }
     init_waiters_.clear();
@@ -185,8 +209,7 @@ void ClusterManager::InitMap(const ClusterMap& map) {
   }
   init_in_flight_ = true;
   const uint32_t shards = bootstrap_->shard_count;
-  driver_->Propose(kMetaGroup, sharding::EncodeChange(*bootstrap_), [this, shards](Status s, std::any r) {
-    if (s.ok() && r.has_value()) s = std::any_cast<sharding::MetaResult>(r).status;
+  ProposeChange(*bootstrap_, [this, shards](Status s, uint64_t) {
     Post([this, s, shards] {
       init_in_flight_ = false;
       if (s.ok()) spdlog::info("cluster map initialised: {} shards", shards);
@@ -258,20 +281,16 @@ bool ClusterManager::ParentHoldsRange(uint64_t parent, uint64_t start) const {
   return r && start > r->start && (r->end == 0 || start < r->end);
 }
 
-void ClusterManager::ProposeSplit(const ClusterMap& map, const GroupStatus& g) {
+void ClusterManager::ProposeSplit(const ClusterMap& map, const GroupStatus& g, const sharding::ShardInfo* child) {
   // The map split this shard; its own log has not yet (its durable range still reaches
   // past the map's end). Propose the split entry: every replica applies it at the same
   // index. Only with a settled configuration, so the child's founders are the voters.
+  // `child` is the map's shard split from this one that starts where this one now ends.
   auto it = map.shards.find(static_cast<ShardId>(g.group));
   if (it == map.shards.end() || !g.conf.learners.empty() || changing_.count(g.group)) return;
   const uint64_t mid = it->second.end;
   auto local = kv_->DurableRange(g.group);
   if (!local || mid == 0 || mid <= local->start || (local->end != 0 && mid >= local->end)) return;
-  const sharding::ShardInfo* child = nullptr;
-  for (const auto& [id, sh] : map.shards) {
-    if (sh.start == mid) child = &sh;
-  }
-  if (child == nullptr) return;
   auto& last = last_split_[g.group];
   const auto now = Clock::now();
   if (now - last < std::chrono::seconds(2)) return;
@@ -298,10 +317,22 @@ void ClusterManager::Reconcile(const ClusterMap& map, const std::vector<GroupSta
   const bool leaving = me && (me->state == sharding::MemberState::kDraining || me->state == sharding::MemberState::kRemoved);
   const auto now = Clock::now();
   const std::map<ShardId, NodeId> preferred = sharding::PreferredLeadersOf(map);
+  // Shards split from each shard: (parent, the child's first hash) -> child. Only a
+  // parent that the map split may still owe its log a split entry.
+  std::map<std::pair<ShardId, uint64_t>, const sharding::ShardInfo*> children;
+  for (const auto& [id, sh] : map.shards) {
+    if (sh.parent) children.emplace(std::make_pair(*sh.parent, sh.start), &sh);
+  }
   int balancing = 0;  // leaderships handed over this tick for balance (not for a drain)
   for (const GroupStatus& g : groups) {
     if (g.role != Role::kLeader) continue;
-    if (g.group != kMetaGroup) ProposeSplit(map, g);
+    if (g.group != kMetaGroup) {
+      auto self = map.shards.find(static_cast<ShardId>(g.group));
+      if (self != map.shards.end()) {
+        auto child = children.find({self->first, self->second.end});
+        if (child != children.end()) ProposeSplit(map, g, child->second);
+      }
+    }
     HandOver(map, g, preferred, leaving, now, &balancing);
     if (changing_.count(g.group)) continue;
     const sharding::ShardInfo* want = &meta_want;
@@ -344,7 +375,7 @@ void ClusterManager::HandOver(const ClusterMap& map, const GroupStatus& g, const
     return false;
   };
   auto& last = last_transfer_[g.group];
-  const std::string what = meta ? std::string("metadata log") : "shard " + std::to_string(g.group);
+  auto what = [&] { return meta ? std::string("metadata log") : "shard " + std::to_string(g.group); };
   if (leaving && g.conf.voters.size() > 1) {
     // A draining node hands its leaderships away first, so clients stop coming here
     // before its replicas go: to the preferred leader if it can take it, else to any
@@ -360,7 +391,7 @@ void ClusterManager::HandOver(const ClusterMap& map, const GroupStatus& g, const
       }
     }
     if (to == replication::kNoNode) return;
-    spdlog::info("{}: handing leadership to node {} (this node is draining)", what, to);
+    spdlog::info("{}: handing leadership to node {} (this node is draining)", what(), to);
     driver_->TransferLeadership(g.group, to);
     last = now;
     return;
@@ -371,7 +402,7 @@ void ClusterManager::HandOver(const ClusterMap& map, const GroupStatus& g, const
   if (to == replication::kNoNode || *balancing >= 2 || now - last < std::chrono::seconds(10)) return;
   auto it = map.shards.find(static_cast<ShardId>(g.group));
   if (it == map.shards.end() || !it->second.learners.empty() || changing_.count(g.group) || !usable(to, true)) return;
-  spdlog::debug("{}: handing leadership to node {}, its preferred leader", what, to);
+  spdlog::debug("{}: handing leadership to node {}, its preferred leader", what(), to);
   driver_->TransferLeadership(g.group, to);
   last = now;
   ++*balancing;
@@ -453,8 +484,7 @@ void ClusterManager::Control(const ClusterMap& map) {
       spdlog::info("controller: node {} -> {}", change.node, sharding::MemberStateName(change.state));
     }
     ++controller_in_flight_;
-    driver_->Propose(kMetaGroup, sharding::EncodeChange(change), [this](Status s, std::any r) {
-      if (s.ok() && r.has_value()) s = std::any_cast<sharding::MetaResult>(r).status;
+    ProposeChange(change, [this](Status s, uint64_t) {
       Post([this, s] {
         --controller_in_flight_;
         if (!s.ok()) spdlog::info("controller: change not applied: {}", s.ToString());
@@ -473,11 +503,8 @@ bool ClusterManager::HandleAdmin(const pb::Request& req, pb::Response* resp,
   };
   if (a.op() == pb::ClusterAdminRequest::INIT) {
     if (map->initialized()) {
-      auto* r = resp->mutable_cluster_admin();
-      r->set_map_version(map->version);
-      r->set_cluster_id(map->cluster_id);
-      r->set_node_id(self_);
-      r->set_already_initialized(true);
+      DescribeCluster(*map, self_, resp->mutable_cluster_admin());
+      resp->mutable_cluster_admin()->set_already_initialized(true);
       return true;
     }
     if (!bootstrap_) return fail(Status::Unavailable("this node is joining a cluster; it cannot create one"));
@@ -546,15 +573,9 @@ bool ClusterManager::HandleAdmin(const pb::Request& req, pb::Response* resp,
   }
   if (auto checked = sharding::Apply(*map, change); !checked.ok()) return fail(checked.status());
   const uint64_t id = req.id();
-  driver_->Propose(kMetaGroup, sharding::EncodeChange(change), [id, later](Status s, std::any r) {
+  ProposeChange(change, [id, later](Status s, uint64_t version) {
     pb::Response out;
     out.set_id(id);
-    uint64_t version = 0;
-    if (s.ok() && r.has_value()) {
-      auto result = std::any_cast<sharding::MetaResult>(r);
-      s = result.status;
-      version = result.version;
-    }
     if (s.ok()) out.mutable_cluster_admin()->set_map_version(version);
     else SetResponseStatus(s, &out);
     later(std::move(out));
@@ -571,21 +592,19 @@ bool ClusterManager::HandleJoin(const ClusterMap& map, const pb::Request& req, p
   };
   auto endpoint = ParseEndpoint(a.address());
   if (!endpoint.ok()) return fail(endpoint.status().WithContext("join: address"));
-  if (endpoint->port == 0 || endpoint->host == "0.0.0.0" || endpoint->host == "::") {
+  if (!endpoint->Reachable()) {
     return fail(Status::InvalidArgument("join: " + a.address() + " is not an address other nodes can reach"));
   }
   if (a.join_token() == 0) return fail(Status::InvalidArgument("join: a join_token (non-zero) is required"));
   const std::string address = endpoint->ToString();
-  auto answer = [](pb::Response* out, const ClusterMap& m, NodeId id) {
-    auto* r = out->mutable_cluster_admin();
-    r->set_map_version(m.version);
-    r->set_cluster_id(m.cluster_id);
-    r->set_node_id(id);
+  // The JOIN answer carries the map, so the new node can reach its peers at once.
+  auto answer = [](const ClusterMap& m, NodeId id, pb::ClusterAdminResponse* r) {
+    DescribeCluster(m, id, r);
+    sharding::MapToProto(m, r->mutable_map());
   };
   if (const sharding::Member* m = map.FindLiveMember(address)) {
     if (m->join_token == a.join_token()) {  // a retry: the node did not hear the first answer
-      answer(resp, map, m->id);
-      sharding::MapToProto(map, resp->mutable_cluster_admin()->mutable_map());
+      answer(map, m->id, resp->mutable_cluster_admin());
       return true;
     }
     return fail(Status::InvalidArgument(
@@ -602,14 +621,11 @@ bool ClusterManager::HandleJoin(const ClusterMap& map, const pb::Request& req, p
   const uint64_t id = req.id();
   const NodeId node = change.members.front().id;
   sharding::MetaStateMachine* meta = meta_;
-  driver_->Propose(kMetaGroup, sharding::EncodeChange(change), [id, node, meta, later, answer](Status s, std::any r) {
+  ProposeChange(change, [id, node, meta, later, answer](Status s, uint64_t) {
     pb::Response out;
     out.set_id(id);
-    if (s.ok() && r.has_value()) s = std::any_cast<sharding::MetaResult>(r).status;
     if (s.ok()) {
-      auto m = meta->Map();
-      answer(&out, *m, node);
-      sharding::MapToProto(*m, out.mutable_cluster_admin()->mutable_map());
+      answer(*meta->Map(), node, out.mutable_cluster_admin());
     } else {
       SetResponseStatus(s.WithContext("join"), &out);
     }

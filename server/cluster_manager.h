@@ -93,7 +93,10 @@ class ClusterManager {
 
   // The founding metadata voters of a static cluster: peers 1..5 (or this node alone).
   static std::vector<replication::NodeId> MetaVoters(const Config& config);
-  // The kInit change of a static cluster (--peers, or a lone node), with a fresh cluster id.
+  // The kInit change of a new cluster with a fresh random id.
+  static sharding::MapChange NewCluster(std::vector<sharding::Member> founders, uint32_t shard_count,
+                                        uint32_t replication_factor);
+  // The kInit change of a static cluster (--peers, or a lone node).
   static sharding::MapChange StaticBootstrap(const Config& config);
   // Called on the I/O thread with every newly applied map version.
   void OnMapChange(std::function<void(const sharding::ClusterMap&)> fn) { on_map_ = std::move(fn); }
@@ -128,7 +131,10 @@ class ClusterManager {
   void Report(const std::vector<replication::GroupStatus>& groups);
   // As leader of `g`: proposes the split entry when the map has split the shard and its
   // log has not yet.
-  void ProposeSplit(const sharding::ClusterMap& map, const replication::GroupStatus& g);
+  void ProposeSplit(const sharding::ClusterMap& map, const replication::GroupStatus& g,
+                    const sharding::ShardInfo* child);
+  // Proposes `change` to the metadata log; done(status, map version) on the driver thread.
+  void ProposeChange(const sharding::MapChange& change, std::function<void(Status, uint64_t)> done);
   // True if shard `parent` here still holds `start` (a child's first hash) durably: the
   // split has not been applied on this node yet.
   bool ParentHoldsRange(uint64_t parent, uint64_t start) const;

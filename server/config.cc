@@ -160,7 +160,7 @@ Status Validate(const Config& c) {
   }
   if (!c.join.empty()) {
     Endpoint self = c.advertise.value_or(c.listen);
-    if (self.port == 0 || self.host == "0.0.0.0" || self.host == "::" || self.host.empty()) {
+    if (!self.Reachable()) {
       return Status::InvalidArgument("a node that joins needs an address the others can reach; " + self.ToString() +
                                      " is not one: set advertise (or listen on a fixed HOST:PORT)");
     }

@@ -221,17 +221,15 @@ Status Server::Impl::StartNode(replication::NodeId id, std::vector<replication::
 }
 
 void Server::Impl::JoinLoop() {
-  std::vector<std::string> seeds;
-  for (const auto& e : config.join) seeds.push_back(e.ToString());
+  std::string seeds;
+  for (const auto& e : config.join) seeds += (seeds.empty() ? "" : ",") + e.ToString();
   auto last_log = std::chrono::steady_clock::now() - std::chrono::hours(1);
   while (!stop_joining.load()) {
     std::string last_error;
-    for (size_t i = 0; i < seeds.size() && !stop_joining.load(); ++i) {
-      std::string target = seeds[i];
+    for (size_t i = 0; i < config.join.size() && !stop_joining.load(); ++i) {
+      Endpoint target = config.join[i];
       // Follow at most a few redirects to the metadata leader.
       for (int hop = 0; hop < 3 && !stop_joining.load(); ++hop) {
-        auto ep = ParseEndpoint(target);
-        if (!ep.ok()) break;
         pb::Request req;
         req.set_id(1);
         auto* a = req.mutable_cluster_admin();
@@ -239,8 +237,8 @@ void Server::Impl::JoinLoop() {
         a->set_address(self_address);
         a->set_join_token(identity.join_token());
         pb::Response resp;
-        BlockingConnection conn(std::chrono::seconds(5), &stop_joining, "seed " + target);
-        Status s = conn.Call(*ep, req, &resp);
+        BlockingConnection conn(std::chrono::seconds(5), &stop_joining, "seed " + target.ToString());
+        Status s = conn.Call(target, req, &resp);
         if (s.ok()) s = StatusFromResponse(resp);
         // A redirect with a map version, or an answer, comes from an initialised cluster.
         if (s.ok() || resp.redirect().map_version() > 0) seen_cluster = true;
@@ -248,21 +246,16 @@ void Server::Impl::JoinLoop() {
           asio::post(io, [this, r = resp.cluster_admin()] { Joined(r); });
           return;
         }
-        last_error = target + ": " + s.ToString();
-        if (s.code() == StatusCode::kNotLeader && !resp.redirect().leader().empty() &&
-            resp.redirect().leader() != target) {
-          target = resp.redirect().leader();
-          continue;
-        }
-        break;
+        last_error = target.ToString() + ": " + s.ToString();
+        auto leader = ParseEndpoint(resp.redirect().leader());
+        if (s.code() != StatusCode::kNotLeader || !leader.ok() || *leader == target) break;
+        target = *leader;
       }
     }
     auto now = std::chrono::steady_clock::now();
     if (now - last_log > std::chrono::seconds(30)) {
-      std::string list;
-      for (const auto& seed : seeds) list += (list.empty() ? "" : ",") + seed;
       spdlog::info("waiting to join a cluster through {} (last answer: {}); a new cluster is created with "
-                   "`ringctl cluster init`", list, last_error);
+                   "`ringctl cluster init`", seeds, last_error);
       last_log = now;
     }
     for (int i = 0; i < 10 && !stop_joining.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -301,13 +294,10 @@ bool Server::Impl::WaitingAdmin(const pb::Request& req, pb::Response* resp,
     return fail(Status::Unavailable("this node has not joined a cluster yet; it holds no cluster map"));
   }
   if (init_probe.joinable()) return fail(Status::Unavailable("an init of this node is in progress; retry"));
-  sharding::MapChange init;
-  init.kind = sharding::MapChange::Kind::kInit;
-  std::random_device rd;
-  init.cluster_id = (uint64_t{rd()} << 32 | rd()) | 1;
-  init.shard_count = a.shard_count() ? a.shard_count() : config.shard_count;
-  init.replication_factor = a.replication_factor() ? a.replication_factor() : config.replication_factor;
-  init.members.push_back(sharding::Member{1, self_address, sharding::MemberState::kUp, 1.0, 0});
+  const sharding::MapChange init = ClusterManager::NewCluster(
+      {sharding::Member{1, self_address, sharding::MemberState::kUp, 1.0, 0}},
+      a.shard_count() ? a.shard_count() : config.shard_count,
+      a.replication_factor() ? a.replication_factor() : config.replication_factor);
   if (auto checked = sharding::Apply(sharding::ClusterMap{}, init); !checked.ok()) {
     return fail(checked.status().WithContext("init"));
   }

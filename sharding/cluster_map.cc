@@ -39,8 +39,7 @@ std::optional<std::pair<uint64_t, uint64_t>> ClusterMap::InitialRange(ShardId id
   // Maps written before splits existed have no count: every shard then is an initial one.
   const uint32_t n = initial_shards > 0 ? initial_shards : static_cast<uint32_t>(shards.size());
   if (n == 0 || id >= n) return std::nullopt;
-  ShardRanges uniform = ShardRanges::Uniform(n);
-  return std::make_pair(uniform.Start(id), id + 1 < n ? uniform.Start(id + 1) : uint64_t{0});
+  return std::make_pair(ShardRanges::UniformStart(id, n), id + 1 < n ? ShardRanges::UniformStart(id + 1, n) : uint64_t{0});
 }
 
 ShardRanges ShardRangesOf(const ClusterMap& map) {

@@ -290,4 +290,17 @@ std::pair<int, std::string> HttpGet(const std::string& address, const std::strin
   return {code, body == std::string::npos ? "" : r.bytes.substr(body + 4)};
 }
 
+uint16_t FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+  socklen_t len = sizeof sa;
+  REQUIRE(getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len) == 0);
+  close(fd);
+  return ntohs(sa.sin_port);
+}
+
 }  // namespace ring::test

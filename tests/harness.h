@@ -132,6 +132,9 @@ RawReply SendRaw(const std::string& address, const std::string& bytes,
                  std::chrono::milliseconds timeout = std::chrono::seconds(3),
                  const std::function<bool(const std::string&)>& enough = nullptr);
 
+// A port on 127.0.0.1 nothing listens on right now (bound with port 0, read back, released).
+uint16_t FreePort();
+
 // HTTP GET http://ADDRESS/path; returns {status code, body}; status 0 on failure.
 std::pair<int, std::string> HttpGet(const std::string& address, const std::string& path);
 

@@ -218,18 +218,6 @@ CommandResult CtlWithStdin(const TempDir& dir, const std::string& cluster, std::
 }
 
 // A port that was free a moment ago: bind to port 0 and let the OS pick.
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
-  socklen_t len = sizeof sa;
-  REQUIRE(getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len) == 0);
-  close(fd);
-  return ntohs(sa.sin_port);
-}
 
 TEST_CASE("ringctl put then get round-trips a value", "[integration][ringctl]") {
   TempDir dir;

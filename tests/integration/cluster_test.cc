@@ -27,17 +27,15 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// A port nothing listens on right now (bound, read back, released).
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
-  socklen_t len = sizeof sa;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
-  close(fd);
-  return ntohs(sa.sin_port);
+// A client of `seeds` with calls bounded by `timeout` and quick connect failures.
+std::unique_ptr<Client> OpenClient(std::vector<std::string> seeds, std::chrono::milliseconds timeout) {
+  ClientOptions o;
+  o.seeds = std::move(seeds);
+  o.default_timeout = timeout;
+  o.connect_timeout = 300ms;
+  std::unique_ptr<Client> c;
+  REQUIRE(Client::Open(o, &c).ok());
+  return c;
 }
 
 struct Cluster {
@@ -56,13 +54,7 @@ struct Cluster {
     }
   }
   std::unique_ptr<Client> Connect(std::chrono::milliseconds timeout = 10s) {
-    ClientOptions o;
-    o.seeds = addresses;
-    o.default_timeout = timeout;
-    o.connect_timeout = 300ms;
-    std::unique_ptr<Client> c;
-    REQUIRE(Client::Open(o, &c).ok());
-    return c;
+    return OpenClient(addresses, timeout);
   }
   // Index of the node leading `shard` (from /metrics), or -1.
   int LeaderOf(uint32_t shard, int skip = -1) {
@@ -687,12 +679,7 @@ TEST_CASE("nodes started with --join wait for cluster init, then join the one cl
         dir.Sub("n" + std::to_string(i + 1)),
         {"--listen", addresses[i], "--join", seeds, "--max-concurrent-moves", "8"}}));
   }
-  ClientOptions o;
-  o.seeds = addresses;
-  o.default_timeout = 3s;
-  o.connect_timeout = 300ms;
-  std::unique_ptr<Client> client;
-  REQUIRE(Client::Open(o, &client).ok());
+  auto client = OpenClient(addresses, 3s);
 
   // Before init: nobody serves data, and nobody made a cluster on its own.
   Status early = client->Put("k", "v");
@@ -790,11 +777,7 @@ TEST_CASE("a node started with ringd --join joins a static cluster and takes its
   CHECK(info.shard_count == 8);
   CHECK(info.shards.size() >= 4);
   // A client that only knows the new node is served through it.
-  ClientOptions o;
-  o.seeds = {addr};
-  o.default_timeout = 10s;
-  std::unique_ptr<Client> via_four;
-  REQUIRE(Client::Open(o, &via_four).ok());
+  auto via_four = OpenClient({addr}, 10s);
   std::string got;
   REQUIRE(via_four->Get("before", &got).ok());
   CHECK(got == "1");
@@ -808,14 +791,8 @@ TEST_CASE("under writes, a cluster grows 3 -> 4 -> 5 with --join and drains back
   std::vector<std::string> joined;
   for (int i = 0; i < 2; ++i) joined.push_back("127.0.0.1:" + std::to_string(FreePort()));
   all.insert(all.end(), joined.begin(), joined.end());
-  ClientOptions o;
-  o.seeds = all;
-  o.default_timeout = 20s;
-  o.connect_timeout = 300ms;
-  std::unique_ptr<Client> client;
-  REQUIRE(Client::Open(o, &client).ok());
-  std::unique_ptr<Client> observer;  // a second client, so status polls never queue behind writes
-  REQUIRE(Client::Open(o, &observer).ok());
+  auto client = OpenClient(all, 20s);
+  auto observer = OpenClient(all, 20s);  // a second client, so status polls never queue behind writes
 
   // Every map the test sees must keep every shard at full strength: a move adds a replica
   // before it removes one, and never takes a voter away from a shard that needs it.

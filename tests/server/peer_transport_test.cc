@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/frame.h"
+#include "harness.h"
 #include "proto/ring.pb.h"
 #include "replication/raft_codec.h"
 
@@ -24,6 +25,7 @@ using replication::GroupMessage;
 using replication::MessageType;
 using replication::NodeId;
 using namespace std::chrono_literals;
+using test::FreePort;
 
 constexpr NodeId kSelf = 1;
 constexpr NodeId kPeer = 2;
@@ -208,14 +210,6 @@ class TestListener {
   int eofs_ = 0;                    // guarded by mu_
 };
 
-// A port nothing listens on: bound once by the OS's choice, then released.
-uint16_t FreePort() {
-  asio::io_context io;
-  asio::ip::tcp::acceptor a(io, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-  uint16_t port = a.local_endpoint().port();
-  a.close();
-  return port;
-}
 
 PeerTransportOptions FastOptions() {
   PeerTransportOptions o;
