@@ -303,4 +303,14 @@ uint16_t FreePort() {
   return ntohs(sa.sin_port);
 }
 
+std::unique_ptr<Client> OpenClient(std::vector<std::string> seeds, std::chrono::milliseconds timeout) {
+  ClientOptions o;
+  o.seeds = std::move(seeds);
+  o.default_timeout = timeout;
+  o.connect_timeout = std::chrono::milliseconds(300);
+  std::unique_ptr<Client> c;
+  REQUIRE(Client::Open(o, &c).ok());
+  return c;
+}
+
 }  // namespace ring::test

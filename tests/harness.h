@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "ring/client.h"
 #include "storage/engine.h"
 
 namespace ring::test {
@@ -131,6 +132,10 @@ struct RawReply {
 RawReply SendRaw(const std::string& address, const std::string& bytes,
                  std::chrono::milliseconds timeout = std::chrono::seconds(3),
                  const std::function<bool(const std::string&)>& enough = nullptr);
+
+// A client of `seeds` whose calls are bounded by `timeout`, with quick connect failures.
+std::unique_ptr<Client> OpenClient(std::vector<std::string> seeds,
+                                   std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
 // A port on 127.0.0.1 nothing listens on right now (bound with port 0, read back, released).
 uint16_t FreePort();

@@ -15,15 +15,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::unique_ptr<Client> Open(std::vector<std::string> seeds, std::chrono::milliseconds timeout = 5000ms) {
-  ClientOptions o;
-  o.seeds = std::move(seeds);
-  o.default_timeout = timeout;
-  o.connect_timeout = 300ms;
-  std::unique_ptr<Client> c;
-  REQUIRE(Client::Open(o, &c).ok());
-  return c;
-}
 
 TEST_CASE("bad client options are refused at Open", "[client]") {
   std::unique_ptr<Client> c;
@@ -42,7 +33,7 @@ TEST_CASE("bad client options are refused at Open", "[client]") {
 }
 
 TEST_CASE("calls to an unreachable cluster fail with Unavailable within the deadline", "[client]") {
-  auto c = Open({"127.0.0.1:1"}, 400ms);
+  auto c = OpenClient({"127.0.0.1:1"}, 400ms);
   auto start = std::chrono::steady_clock::now();
   Status s = c->Put("k", "v");
   auto took = std::chrono::steady_clock::now() - start;
@@ -56,7 +47,7 @@ TEST_CASE("calls to an unreachable cluster fail with Unavailable within the dead
 TEST_CASE("a stopped node makes calls time out at their deadline, then serves again", "[integration]") {
   TempDir dir;
   Ringd node({dir.Sub("n")});
-  auto c = Open({node.address()});
+  auto c = OpenClient({node.address()});
   REQUIRE(c->Put("k", "v").ok());
   node.process().Signal(SIGSTOP);
   auto start = std::chrono::steady_clock::now();
@@ -78,7 +69,7 @@ TEST_CASE("a stopped node makes calls time out at their deadline, then serves ag
 TEST_CASE("reads fail over to the next seed when one node is down", "[integration]") {
   TempDir dir;
   Ringd node({dir.Sub("n")});
-  auto c = Open({"127.0.0.1:1", node.address()}, 3000ms);
+  auto c = OpenClient({"127.0.0.1:1", node.address()}, 3000ms);
   for (int i = 0; i < 5; ++i) {
     REQUIRE(c->Put("f" + std::to_string(i), "v").ok());
     std::string v;
@@ -91,7 +82,7 @@ TEST_CASE("destroying a client completes every outstanding call", "[integration]
   Ringd node({dir.Sub("n")});
   std::atomic<int> completed{0};
   {
-    auto c = Open({node.address()});
+    auto c = OpenClient({node.address()});
     node.process().Signal(SIGSTOP);  // nothing will be answered
     for (int i = 0; i < 100; ++i) {
       c->GetAsync("k", [&](Status s, std::string) {
@@ -108,7 +99,7 @@ TEST_CASE("destroying a client completes every outstanding call", "[integration]
 TEST_CASE("a blocking call from a callback is refused instead of deadlocking", "[integration]") {
   TempDir dir;
   Ringd node({dir.Sub("n")});
-  auto c = Open({node.address()});
+  auto c = OpenClient({node.address()});
   std::promise<Status> inner;
   c->PutAsync("k", "v", [&](Status) {
     std::string v;
@@ -124,7 +115,7 @@ TEST_CASE("a blocking call from a callback is refused instead of deadlocking", "
 TEST_CASE("many threads share one client", "[integration]") {
   TempDir dir;
   Ringd node({dir.Sub("n"), {"--sync-policy", "async"}});
-  auto c = Open({node.address()});
+  auto c = OpenClient({node.address()});
   std::atomic<int> failures{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < 8; ++t) {

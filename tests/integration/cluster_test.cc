@@ -27,16 +27,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// A client of `seeds` with calls bounded by `timeout` and quick connect failures.
-std::unique_ptr<Client> OpenClient(std::vector<std::string> seeds, std::chrono::milliseconds timeout) {
-  ClientOptions o;
-  o.seeds = std::move(seeds);
-  o.default_timeout = timeout;
-  o.connect_timeout = 300ms;
-  std::unique_ptr<Client> c;
-  REQUIRE(Client::Open(o, &c).ok());
-  return c;
-}
 
 struct Cluster {
   // `data_dirs` overrides where node i keeps its data (e.g. on a small filesystem).
