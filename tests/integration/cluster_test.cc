@@ -729,6 +729,8 @@ TEST_CASE("nodes started with --join wait for cluster init, then join the one cl
     CHECK(bad.code() != pb::OK);
     pb::Response wild = RawJoin(a, "0.0.0.0:7001", 42);
     CHECK(wild.code() != pb::OK);
+    pb::Response garbage = RawJoin(a, std::string(5000, 'x'), 42);
+    CHECK(garbage.code() != pb::OK);
     pb::Response taken = RawJoin(a, addresses[1], 42);
     CHECK(taken.code() != pb::OK);
     if (taken.code() == pb::INVALID_ARGUMENT) CHECK(taken.message().find("already member") != std::string::npos);
