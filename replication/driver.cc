@@ -12,16 +12,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string AppliedKey(uint64_t group) { return "ap/" + HashPrefix(group); }
 // The restore record of a snapshot being installed (see driver.h, "Snapshots").
 constexpr std::string_view kRestorePrefix = "rs/";
 std::string RestoreKey(uint64_t group) { return std::string(kRestorePrefix) + HashPrefix(group); }
-
-uint64_t DecodeBe64(std::string_view s) {
-  uint64_t v = 0;
-  for (size_t i = 0; i < 8 && i < s.size(); ++i) v = (v << 8) | static_cast<unsigned char>(s[i]);
-  return v;
-}
 
 int64_t SteadyNanos(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
@@ -73,7 +66,7 @@ struct Driver::Group {
 };
 
 Driver::Driver(const DriverOptions& options, storage::Engine* engine, Transport* transport, StateMachine* sm)
-    : options_(options), engine_(engine), transport_(transport), state_machine_(sm) {}
+    : options_(options), engine_(engine), transport_(transport), state_machine_(sm), applied_(engine) {}
 
 Result<std::unique_ptr<Driver>> Driver::Start(const DriverOptions& options, storage::Engine* engine,
                                               Transport* transport, StateMachine* state_machine) {
@@ -83,13 +76,16 @@ Result<std::unique_ptr<Driver>> Driver::Start(const DriverOptions& options, stor
   }
   std::unique_ptr<Driver> d(new Driver(options, engine, transport, state_machine));
   storage::WriteBatch batch;
+  AppliedTable::Changes applied;
   for (uint64_t g = 0; g < options.group_count; ++g) {
-    ASSIGN_OR_RETURN(auto group, d->OpenGroup(GroupSpec{g, state_machine, options.voters}, &batch));
+    ASSIGN_OR_RETURN(auto group, d->OpenGroup(GroupSpec{g, state_machine, options.voters}, &batch, &applied));
     d->groups_.emplace(g, std::move(group));
   }
+  RETURN_IF_ERROR(d->applied_.Stage(applied, &batch));
   if (batch.count() > 0) {
     RETURN_IF_ERROR(engine->Write(batch, true).WithContext("bootstrapping replication groups"));
   }
+  d->applied_.Commit(applied);
   for (auto& [id, group] : d->groups_) RETURN_IF_ERROR(d->StartGroup(*group));
   d->Republish();
   d->PublishStatus();
@@ -98,7 +94,8 @@ Result<std::unique_ptr<Driver>> Driver::Start(const DriverOptions& options, stor
   return d;
 }
 
-Result<std::unique_ptr<Driver::Group>> Driver::OpenGroup(const GroupSpec& spec, storage::WriteBatch* batch) {
+Result<std::unique_ptr<Driver::Group>> Driver::OpenGroup(const GroupSpec& spec, storage::WriteBatch* batch,
+                                                         AppliedTable::Changes* applied) {
   const std::string ctx = "group " + std::to_string(spec.id);
   if (spec.state_machine == nullptr) return Status::InvalidArgument(ctx + ": no state machine");
   auto group = std::make_unique<Group>();
@@ -113,16 +110,12 @@ Result<std::unique_ptr<Driver::Group>> Driver::OpenGroup(const GroupSpec& spec, 
     founding.voters = spec.founders;
     std::sort(founding.voters.begin(), founding.voters.end());
     group->log->Bootstrap(founding, spec.bootstrap_index, batch);
-    if (spec.bootstrap_index > 0) {
-      batch->Put(storage::Cf::kMeta, AppliedKey(spec.id), HashPrefix(spec.bootstrap_index));
-    }
+    if (spec.bootstrap_index > 0) (*applied)[spec.id] = spec.bootstrap_index;
   }
-  std::string v;
-  Status s = engine_->Get(storage::Cf::kMeta, AppliedKey(spec.id), &v);
-  if (s.ok()) group->applied = DecodeBe64(v);
-  else if (!s.IsNotFound()) return s.WithContext(ctx + ": reading applied index");
+  ASSIGN_OR_RETURN(group->applied, applied_.Get(spec.id));
   // A restore interrupted by a crash: run it again, and finish it in this batch.
-  s = engine_->Get(storage::Cf::kMeta, RestoreKey(spec.id), &v);
+  std::string v;
+  Status s = engine_->Get(storage::Cf::kMeta, RestoreKey(spec.id), &v);
   if (s.ok()) {
     ASSIGN_OR_RETURN(Snapshot snap, DecodeSnapshot(spec.id, v));
     spdlog::warn("{}: finishing the install of the snapshot at {} that a restart interrupted", ctx, snap.meta.index);
@@ -131,7 +124,7 @@ Result<std::unique_ptr<Driver::Group>> Driver::OpenGroup(const GroupSpec& spec, 
     mark.meta = snap.meta;
     group->log->ApplySnapshot(mark, batch);
     group->applied = std::max(group->applied, snap.meta.index);
-    batch->Put(storage::Cf::kMeta, AppliedKey(spec.id), HashPrefix(group->applied));
+    (*applied)[spec.id] = group->applied;
     batch->Delete(storage::Cf::kMeta, RestoreKey(spec.id));
     group->restored = std::move(snap.data);
   } else if (!s.IsNotFound()) {
@@ -291,6 +284,7 @@ void Driver::RemoveGroup(uint64_t group, std::function<void(Status)> done) {
 void Driver::AddGroups(std::vector<std::pair<GroupSpec, std::function<void(Status)>>>* adds) {
   if (adds->empty()) return;
   storage::WriteBatch batch;
+  AppliedTable::Changes applied;
   std::vector<std::pair<std::unique_ptr<Group>, std::function<void(Status)>>> opened;
   std::set<uint64_t> ids;
   for (auto& [spec, done] : *adds) {
@@ -298,7 +292,7 @@ void Driver::AddGroups(std::vector<std::pair<GroupSpec, std::function<void(Statu
       done(Status::InvalidArgument("group " + std::to_string(spec.id) + " is already hosted"));
       continue;
     }
-    auto g = OpenGroup(spec, &batch);
+    auto g = OpenGroup(spec, &batch, &applied);
     if (!g.ok()) {
       done(g.status());
       continue;
@@ -307,7 +301,9 @@ void Driver::AddGroups(std::vector<std::pair<GroupSpec, std::function<void(Statu
   }
   adds->clear();
   if (opened.empty()) return;
-  Status s = batch.count() > 0 ? engine_->Write(batch, true) : Status::OK();
+  Status s = applied_.Stage(applied, &batch);
+  if (s.ok() && batch.count() > 0) s = engine_->Write(batch, true);
+  if (s.ok()) applied_.Commit(applied);
   std::vector<std::pair<std::function<void(Status)>, Status>> results;
   for (auto& [g, done] : opened) {
     Status st = s.ok() ? StartGroup(*g) : s.WithContext("group " + std::to_string(g->id) + ": bootstrapping");
@@ -333,8 +329,11 @@ void Driver::RemoveGroups(std::vector<std::pair<uint64_t, std::function<void(Sta
     g.FailReads(gone);
     storage::WriteBatch batch;
     g.log->Destroy(&batch);
-    batch.Delete(storage::Cf::kMeta, AppliedKey(id));
-    Status s = engine_->Write(batch, true);
+    const AppliedTable::Changes forget{{id, std::nullopt}};
+    Status s = applied_.Stage(forget, &batch);
+    batch.Delete(storage::Cf::kMeta, AppliedTable::LegacyKey(id));
+    if (s.ok()) s = engine_->Write(batch, true);
+    if (s.ok()) applied_.Commit(forget);
     g.pub->lease_deadline_ns.store(0, std::memory_order_release);
     groups_.erase(it);
     results.emplace_back(std::move(done), s.WithContext("group " + std::to_string(id) + ": deleting its log"));
@@ -571,6 +570,7 @@ void Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
   // be answered without waiting for this cycle's fsync of newer entries.
   storage::WriteBatch batch;
   storage::WriteBatch apply_batch;
+  AppliedTable::Changes batch_applied, ahead_applied;  // the applied indexes each batch moves
   bool must_sync = false;
   std::vector<Group*> ready;
   std::vector<std::vector<std::any>> results;
@@ -606,7 +606,7 @@ void Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
       mark.meta = rd.snapshot->meta;
       g.log->ApplySnapshot(mark, &batch);
       base_applied = std::max(base_applied, rd.snapshot->meta.index);
-      batch.Put(storage::Cf::kMeta, AppliedKey(g.id), HashPrefix(base_applied));
+      batch_applied[g.id] = base_applied;
       batch.Delete(storage::Cf::kMeta, RestoreKey(g.id));
     }
     Status s = g.log->Append(rd.entries, &batch);
@@ -633,7 +633,7 @@ void Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
     storage::WriteBatch& into = ahead ? apply_batch : batch;
     results.emplace_back();
     if (!apply.empty()) g.sm->Apply(g.id, apply, &into, &results.back());
-    if (last_applied != base_applied) into.Put(storage::Cf::kMeta, AppliedKey(g.id), HashPrefix(last_applied));
+    if (last_applied != base_applied) (ahead ? ahead_applied : batch_applied)[g.id] = last_applied;
     applied_entries.push_back(std::move(apply));
     applied_ahead.push_back(ahead);
     ready.push_back(&g);
@@ -667,13 +667,15 @@ void Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
   }
   Send(&early);
 
-  auto write = [&](storage::WriteBatch& b, bool sync) {
-    if (b.count() == 0) return true;
+  auto write = [&](storage::WriteBatch& b, const AppliedTable::Changes& applied, bool sync) {
+    Status s = applied_.Stage(applied, &b);
+    if (s.ok() && b.count() == 0) return true;
     auto start = Clock::now();
-    Status s = engine_->Write(b, sync);
+    if (s.ok()) s = engine_->Write(b, sync);
     stats_.write_nanos.fetch_add(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count(),
                                  std::memory_order_relaxed);
     if (s.ok()) {
+      applied_.Commit(applied);
       stats_.writes.fetch_add(1, std::memory_order_relaxed);
       if (sync) stats_.fsyncs.fetch_add(1, std::memory_order_relaxed);
       return true;
@@ -696,11 +698,11 @@ void Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     return false;
   };
-  if (!write(apply_batch, false)) return;
+  if (!write(apply_batch, ahead_applied, false)) return;
   for (size_t i = 0; i < ready.size(); ++i) {
     if (applied_ahead[i]) CompleteApplied(*ready[i], applied_entries[i], &results[i]);
   }
-  if (!write(batch, options_.sync && must_sync)) return;
+  if (!write(batch, batch_applied, options_.sync && must_sync)) return;
 
   // Durable: publish, send, complete, advance.
   for (Group* g : compacted) {

@@ -62,6 +62,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "replication/applied_table.h"
 #include "replication/raft_core.h"
 #include "replication/rocks_log_storage.h"
 #include "replication/transport.h"
@@ -263,7 +264,9 @@ class Driver {
   void CompleteApplied(Group& g, const std::vector<const Entry*>& applied, std::vector<std::any>* results);
   // Opens a group's log, staging a bootstrap into *batch when it is brand new; the core
   // is created by StartGroup once that batch is written.
-  Result<std::unique_ptr<Group>> OpenGroup(const GroupSpec& spec, storage::WriteBatch* batch);
+  // The group's applied index, if opening changes it, goes into *applied (staged with batch).
+  Result<std::unique_ptr<Group>> OpenGroup(const GroupSpec& spec, storage::WriteBatch* batch,
+                                           AppliedTable::Changes* applied);
   Status StartGroup(Group& g);
   void AddGroups(std::vector<std::pair<GroupSpec, std::function<void(Status)>>>* adds);
   // The snapshot a follower of `g` needs: the ready image, or Unavailable while one is made.
@@ -303,6 +306,7 @@ class Driver {
 
   // Driver thread only (and Start, before the thread runs).
   std::map<uint64_t, std::unique_ptr<Group>> groups_;
+  AppliedTable applied_;  // every group's durable applied index
   std::chrono::steady_clock::time_point last_tick_time_;
   std::chrono::steady_clock::time_point last_failure_log_{};
   uint64_t next_read_ctx_ = 1;
