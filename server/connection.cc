@@ -98,6 +98,44 @@ void Connection::QueueReply(const pb::Response& resp) {
   if (was_empty) Wake(write_wake_);
 }
 
+struct ReplyMailbox::Item {
+  std::weak_ptr<Connection> to;
+  pb::Response reply;
+};
+
+ReplyMailbox::ReplyMailbox(asio::any_io_executor io) : io_(std::move(io)) {}
+ReplyMailbox::~ReplyMailbox() = default;
+
+void ReplyMailbox::Push(std::weak_ptr<Connection> to, pb::Response&& reply) {
+  {
+    std::lock_guard lock(mu_);
+    queue_.push_back(Item{std::move(to), std::move(reply)});
+    if (posted_) return;
+    posted_ = true;
+  }
+  asio::post(io_, [this] { Drain(); });
+}
+
+void ReplyMailbox::Drain() {
+  std::vector<Item> batch;
+  {
+    std::lock_guard lock(mu_);
+    batch.swap(queue_);
+    posted_ = false;
+  }
+  for (Item& item : batch) {
+    if (auto conn = item.to.lock()) conn->Answer(item.reply);
+  }
+}
+
+void Connection::Answer(const pb::Response& reply) {
+  --inflight_;
+  QueueReply(reply);
+  last_active_ = std::chrono::steady_clock::now();
+  Wake(read_wake_);
+  MaybeFinish();
+}
+
 bool Connection::ProcessFrames() {
   while (inflight_ < node_->config->max_inflight_per_connection && out_.size() < kMaxPendingOutput) {
     auto next = reader_.Next();
@@ -131,19 +169,9 @@ bool Connection::ProcessFrames() {
       }
       continue;
     }
-    std::weak_ptr<Connection> weak = weak_from_this();
-    auto executor = socket_.get_executor();
-    bool now = service_.Handle(req, response_.get(), [weak, executor](pb::Response&& r) {
-      // Runs on the commit thread: hop back to the I/O thread to touch the connection.
-      asio::post(executor, [weak, r = std::move(r)]() mutable {
-        auto self = weak.lock();
-        if (!self) return;
-        --self->inflight_;
-        self->QueueReply(r);
-        self->last_active_ = std::chrono::steady_clock::now();
-        Wake(self->read_wake_);
-        self->MaybeFinish();
-      });
+    // The reply is made on the driver thread; the mailbox hops it back to this one.
+    bool now = service_.Handle(req, response_.get(), [weak = weak_from_this(), box = node_->replies](pb::Response&& r) {
+      box->Push(weak, std::move(r));
     });
     if (now) {
       QueueReply(*response_);

@@ -20,12 +20,39 @@
 #include "common/asio.h"
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "common/frame.h"
 #include "server/service.h"
 
 namespace ring::server {
+
+class Connection;
+
+// Hands replies made on other threads (mutations are answered on the driver thread) to
+// the I/O thread in batches: the first reply after a drain posts one task, which delivers
+// every reply queued by the time it runs. A cycle that answers a thousand writes then
+// costs the I/O thread one wakeup, not a thousand posted handlers.
+class ReplyMailbox {
+ public:
+  explicit ReplyMailbox(asio::any_io_executor io);
+  ~ReplyMailbox();
+  ReplyMailbox(const ReplyMailbox&) = delete;
+  ReplyMailbox& operator=(const ReplyMailbox&) = delete;
+  // Any thread. Dropped if the connection is gone by then.
+  void Push(std::weak_ptr<Connection> to, pb::Response&& reply);
+
+ private:
+  struct Item;
+  void Drain();  // I/O thread
+
+  asio::any_io_executor io_;
+  std::mutex mu_;
+  std::vector<Item> queue_;  // guarded by mu_
+  bool posted_ = false;      // guarded by mu_: a Drain is on its way
+};
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
@@ -35,6 +62,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   ~Connection();
 
   void Start();
+  // Delivers the reply to a request that was in flight (I/O thread).
+  void Answer(const pb::Response& reply);
   // Stops reading new requests; closes once every request in flight is answered and its
   // reply written.
   void BeginShutdown();

@@ -116,6 +116,7 @@ constexpr std::string_view kIdentityKey = "id/node";
 struct Server::Impl {
   Config config;
   asio::io_context io{1};
+  ReplyMailbox replies{io.get_executor()};  // outlives the driver, whose callbacks use it
   std::unique_ptr<storage::Engine> engine;
   Metrics metrics;
   std::unique_ptr<SnapshotStore> snapshots;
@@ -412,6 +413,7 @@ Result<std::unique_ptr<Server>> Server::Create(Config config) {
   impl->node.config = &impl->config;
   impl->node.engine = impl->engine.get();
   impl->node.metrics = &impl->metrics;
+  impl->node.replies = &impl->replies;
   impl->node.snapshots = impl->snapshots.get();
   impl->node.cluster_map = [meta] { return meta->Map(); };
   impl->node.listen_address = impl->listen_address;

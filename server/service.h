@@ -44,6 +44,7 @@ namespace ring::server {
 std::string MemberAddress(const sharding::ClusterMap* map, const Config& config, uint64_t id);
 
 class SnapshotStore;
+class ReplyMailbox;
 
 struct NodeContext {
   const Config* config = nullptr;
@@ -52,6 +53,7 @@ struct NodeContext {
   replication::Driver* driver = nullptr;  // null while waiting to join a cluster
   replication::NodeId self_id = replication::kNoNode;  // this node's member id, once known
   Metrics* metrics = nullptr;
+  ReplyMailbox* replies = nullptr;  // carries mutation replies back to the I/O thread
   // How the hash space is cut into shards: the cluster map's ranges, replaced (any thread
   // may read, the I/O thread writes) when a new map changes them.
   std::shared_ptr<const ShardRanges> Shards() const { return shards_.load(std::memory_order_acquire); }
