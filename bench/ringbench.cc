@@ -4,11 +4,14 @@
 // and reports throughput and latency percentiles (bench/histogram.h), every second while
 // it runs and in total at the end, as text or as one JSON object (--json).
 //
-// Load model: --clients logical clients each keep --pipeline calls outstanding through
-// the client's asynchronous API. Every outstanding call is a "slot": when a slot's call
-// completes, its callback records the outcome and issues the slot's next call. No thread
-// per client is needed, so 50 x 16 calls in flight cost no more threads than one.
-// This is a closed loop: latency is measured from issuing a call to its completion.
+// Load model: --clients logical clients each have --pipeline calls outstanding through
+// the client's asynchronous API. Every outstanding call is a "slot". With the default
+// --pipeline-style batch, a client issues its P calls together and the next P once all
+// of them completed, as redis-benchmark -P does, so the two tools load a server the same
+// way. With window, a slot issues its next call as soon as its last one completes, which
+// keeps exactly P calls in flight. No thread per client is needed, so 50 x 16 calls in
+// flight cost no more threads than one. This is a closed loop: latency is measured from
+// issuing a call to its completion.
 
 #include <CLI/CLI.hpp>
 
@@ -78,6 +81,7 @@ struct Config {
   int64_t value_size = 100;
   int64_t clients = 50;
   int64_t pipeline = 1;
+  bool pipeline_window = false;  // --pipeline-style window (default batch)
   double duration_s = 10;
   bool load = false;
   bool json = false;
@@ -163,14 +167,24 @@ class Runner {
   // One outstanding call's worth of a logical client. Its fields belong to whichever
   // thread is issuing or completing its current call; the client's completion hand-off
   // orders the two.
+  struct Batch;
   struct Slot {
     Runner* runner = nullptr;
     PhaseContext* context = nullptr;
+    Batch* batch = nullptr;  // with --pipeline-style batch: the logical client's calls
+    bool retired = false;    // guarded by Runner::mu_: its phase is over for it
     WorkloadGenerator::Op op{};
     std::string key;         // outlives the call: the client may keep a view of it
     std::string_view value;  // a slice of value_pool_
     std::string read_value;  // read-modify-write: what the Get returned
     Clock::time_point start;
+  };
+
+  // A logical client's slots under --pipeline-style batch: issued together, and again
+  // once all have completed.
+  struct Batch {
+    std::vector<Slot*> slots;
+    size_t outstanding = 0;  // guarded by Runner::mu_
   };
 
   // One phase's slots and progress. Phases are kept until the Runner dies, because a phase
@@ -179,6 +193,7 @@ class Runner {
     Phase phase = Phase::kRun;
     Clock::time_point start;  // set before the first call, constant after
     std::vector<std::unique_ptr<Slot>> slots;
+    std::vector<std::unique_ptr<Batch>> batches;
 
     // Guarded by Runner::mu_.
     // No new calls from then on, and completions no longer count: for a run, the end of
@@ -257,6 +272,8 @@ void Runner::IssueOne(Slot* slot) {
       slot->op = generator_.Next();
     }
     if (!more) {
+      slot->retired = true;
+      if (slot->batch != nullptr) --slot->batch->outstanding;  // it will not complete
       if (--context->active == 0) {
         context->finished_at = Clock::now();
         cv_.notify_all();
@@ -346,8 +363,20 @@ void Runner::Complete(Slot* slot, const Status& status, bool cas_conflict) {
     if (op.type == OpType::kInsert && context->phase == Phase::kRun) {
       generator_.AcknowledgeInsert(op.key);
     }
+    if (Batch* b = slot->batch) {
+      if (--b->outstanding > 0) return;  // the client waits for the rest of its batch
+      for (Slot* s : b->slots) b->outstanding += !s->retired;
+    }
   }
-  Issue(slot);
+  if (slot->batch == nullptr) return Issue(slot);
+  std::vector<Slot*> next;
+  {
+    std::lock_guard lock(mu_);
+    for (Slot* s : slot->batch->slots) {
+      if (!s->retired) next.push_back(s);
+    }
+  }
+  for (Slot* s : next) Issue(s);
 }
 
 void Runner::EndInterval(PhaseContext* context, Clock::time_point from, Clock::time_point to,
@@ -394,6 +423,12 @@ PhaseResult Runner::Run(Phase phase, std::FILE* progress) {
     auto slot = std::make_unique<Slot>();
     slot->runner = this;
     slot->context = context;
+    if (!config_.pipeline_window && config_.pipeline > 1) {
+      if (i % static_cast<size_t>(config_.pipeline) == 0) context->batches.push_back(std::make_unique<Batch>());
+      slot->batch = context->batches.back().get();
+      slot->batch->slots.push_back(slot.get());
+      ++slot->batch->outstanding;
+    }
     context->slots.push_back(std::move(slot));
   }
   {
@@ -572,6 +607,7 @@ void PrintJson(const Config& c, const std::optional<PhaseResult>& load,
   w.Key("value_size").Int(c.value_size);
   w.Key("clients").Int(c.clients);
   w.Key("pipeline").Int(c.pipeline);
+  w.Key("pipeline_style").String(c.pipeline_window ? "window" : "batch");
   w.Key("duration_s").Double(c.duration_s);
   w.Key("connections").Int(c.connections);
   w.Key("timeout_ms").Int(c.timeout_ms);
@@ -657,9 +693,15 @@ int Main(int argc, char** argv) {
       ->capture_default_str()
       ->type_name("N");
   app.add_option("--pipeline", config.pipeline,
-                 "Calls each logical client keeps outstanding (asynchronous API)")
+                 "Calls each logical client has outstanding (asynchronous API)")
       ->capture_default_str()
       ->type_name("P");
+  std::string pipeline_style = "batch";
+  app.add_option("--pipeline-style", pipeline_style,
+                 "batch: issue P calls, then the next P once all completed (like redis-benchmark -P); "
+                 "window: issue the next call as soon as one completes")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"batch", "window"}));
   app.add_option("--duration", config.duration_s, "Length of the measured run")
       ->capture_default_str()
       ->type_name("SECONDS");
@@ -696,6 +738,7 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "ringbench: %s\nRun with --help for more information.\n", e.what());
     return kExitUsage;
   }
+  config.pipeline_window = pipeline_style == "window";
   if (std::optional<std::string> error = Validate(&config)) {
     std::fprintf(stderr, "ringbench: %s\n", error->c_str());
     return kExitUsage;
