@@ -780,11 +780,13 @@ bool Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
   }
   Send(&outbox);
   PublishLeases(last_tick_time_);
-  // Advance() can leave new work without any input arriving: a lone voter commits its
-  // entries there, once they are durable. Waiting for the next tick would add up to a
-  // tick to every such write.
+  // Advance() can commit entries without any input arriving: a lone voter's, once they
+  // are durable (and a leader's whose followers acknowledged first). Waiting for the next
+  // tick would add up to a tick to every such write. Only committed entries not yet
+  // applied count: applying them is progress, so this never spins (any other Ready, such
+  // as a retry of a snapshot still being made, waits for input or the tick).
   for (Group* g : ready) {
-    if (g->core->HasReady()) return true;
+    if (g->core->committed() > g->applied) return true;
   }
   return false;
 }

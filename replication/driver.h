@@ -254,8 +254,8 @@ class Driver {
   // Moves *item onto `queue` for the driver thread; false (item untouched) once stopping.
   template <typename T>
   bool Queue(std::vector<T>* queue, T* item);
-  // One pass over every group (see above). True if a group it advanced already has a new
-  // Ready (nothing will wake the driver for it).
+  // One pass over every group (see above). True if a group it advanced has committed
+  // entries left to apply (nothing else would wake the driver for them).
   bool Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* proposals, int ticks);
   void StartReads(std::vector<std::pair<uint64_t, std::function<void(Status)>>>* reads);
   void PublishLeases(std::chrono::steady_clock::time_point tick_time);
