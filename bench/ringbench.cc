@@ -332,6 +332,7 @@ void Runner::OnGetForReadModifyWrite(Slot* slot, Status status, std::string valu
 void Runner::Complete(Slot* slot, const Status& status, bool cas_conflict) {
   Clock::time_point now = Clock::now();
   PhaseContext* context = slot->context;
+  std::vector<Slot*> next;  // batch style: the client's calls to issue again
   {
     std::lock_guard lock(mu_);
     const WorkloadGenerator::Op& op = slot->op;
@@ -365,17 +366,13 @@ void Runner::Complete(Slot* slot, const Status& status, bool cas_conflict) {
     }
     if (Batch* b = slot->batch) {
       if (--b->outstanding > 0) return;  // the client waits for the rest of its batch
-      for (Slot* s : b->slots) b->outstanding += !s->retired;
+      for (Slot* s : b->slots) {
+        if (!s->retired) next.push_back(s);
+      }
+      b->outstanding = next.size();
     }
   }
   if (slot->batch == nullptr) return Issue(slot);
-  std::vector<Slot*> next;
-  {
-    std::lock_guard lock(mu_);
-    for (Slot* s : slot->batch->slots) {
-      if (!s->retired) next.push_back(s);
-    }
-  }
   for (Slot* s : next) Issue(s);
 }
 

@@ -489,7 +489,7 @@ void Driver::Loop() {
   std::vector<std::pair<uint64_t, std::function<void(Status)>>> removes;
   std::vector<SnapshotMade> made;
   std::vector<SnapshotFetched> fetched;
-  bool more = false;  // the last cycle left a group with a Ready: run the next one at once
+  bool more = false;  // the last cycle left committed entries to apply: run the next one at once
   for (;;) {
     int ticks = 0;
     {

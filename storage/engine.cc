@@ -457,9 +457,9 @@ rocksdb::ColumnFamilyOptions DataCfOptions(const std::shared_ptr<rocksdb::Cache>
   // (~2 us here); in a bucket it is a few. Measured on one node, 100k keys, 50 clients:
   // reads +28% unpipelined and +87% with pipeline 16, writes +15%. The cost is that a
   // total-order iterator over this memtable first copies and sorts all of it, so the
-  // only such iterator in the product (ExportRange, for snapshots) flushes a big one first, and
-  // every iterator must ask for total order (TotalOrder above): a shard is a range of
-  // many prefixes. The sort a flush does runs on RocksDB's background thread.
+  // only such iterator in the product (ExportRange, for snapshots) flushes a big one
+  // first, and every iterator must ask for total order (TotalOrder above): a shard is a
+  // range of many prefixes. The sort a flush does runs on RocksDB's background thread.
   cf.prefix_extractor = std::make_shared<HashPrefixTransform>();
   cf.memtable_factory.reset(rocksdb::NewHashSkipListRepFactory(kDataMemtableBuckets));
   return cf;

@@ -290,7 +290,7 @@ std::pair<int, std::string> HttpGet(const std::string& address, const std::strin
   return {code, body == std::string::npos ? "" : r.bytes.substr(body + 4)};
 }
 
-uint16_t FreePort() {
+int BindLoopback(uint16_t* port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   REQUIRE(fd >= 0);
   sockaddr_in sa{};
@@ -299,8 +299,14 @@ uint16_t FreePort() {
   REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
   socklen_t len = sizeof sa;
   REQUIRE(getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len) == 0);
-  close(fd);
-  return ntohs(sa.sin_port);
+  *port = ntohs(sa.sin_port);
+  return fd;
+}
+
+uint16_t FreePort() {
+  uint16_t port = 0;
+  close(BindLoopback(&port));
+  return port;
 }
 
 std::unique_ptr<Client> OpenClient(std::vector<std::string> seeds, std::chrono::milliseconds timeout) {

@@ -139,6 +139,8 @@ std::unique_ptr<Client> OpenClient(std::vector<std::string> seeds,
 
 // A port on 127.0.0.1 nothing listens on right now (bound with port 0, read back, released).
 uint16_t FreePort();
+// A socket bound to an OS-chosen port on 127.0.0.1 (the caller closes it); *port is set.
+int BindLoopback(uint16_t* port);
 
 // HTTP GET http://ADDRESS/path; returns {status code, body}; status 0 on failure.
 std::pair<int, std::string> HttpGet(const std::string& address, const std::string& path);

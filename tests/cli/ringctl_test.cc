@@ -1,8 +1,6 @@
 // Tests for cli/ringctl.cc and cli/playground.cc: the ringctl binary run against a real
 // ringd, checking what scripts depend on: exit codes, raw and --json output, and that
 // playground starts, serves and cleans up after itself.
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -804,16 +802,10 @@ TEST_CASE("ringctl playground reports a node that dies and exits non-zero", "[in
 
 TEST_CASE("ringctl playground names a port that is already in use", "[integration][ringctl][playground]") {
   // Hold a listening socket on the port the playground wants.
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+  uint16_t bound = 0;
+  int fd = BindLoopback(&bound);
   REQUIRE(listen(fd, 1) == 0);
-  socklen_t len = sizeof sa;
-  REQUIRE(getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len) == 0);
-  std::string port = std::to_string(ntohs(sa.sin_port));
+  std::string port = std::to_string(bound);
 
   TempDir tmp;
   auto r = RunCommand({Bin("ringctl"), "playground", "--dir", tmp.Sub("pg"), "--base-port", port,

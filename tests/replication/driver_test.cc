@@ -564,61 +564,56 @@ TEST_CASE("a leader cut off from its peers loses its read lease and its proposal
 namespace ring::replication {
 namespace {
 
-TEST_CASE("a lone voter elects itself at once and holds its read lease", "[replication][driver]") {
-  {
-    test::ScratchEngine engine;
-    Net net;
-    Net::Link link;
+// A one-node driver: node 1 the only voter of `groups` groups.
+struct LoneVoter {
+  LoneVoter(uint64_t groups, std::chrono::milliseconds tick) {
     link.net = &net;
     link.from = 1;
-    RecordingMachine sm;
+    sm.engine = engine.get();
     DriverOptions d;
     d.node_id = 1;
     d.voters = {1};
-    d.group_count = 4;
-    d.tick_interval = 20ms;
-    auto drv = Driver::Start(d, engine.get(), &link, &sm);
-    REQUIRE(drv.ok());
-    REQUIRE((*drv)->WaitForLeaders(2s));
-    auto deadline = std::chrono::steady_clock::now() + 2s;
-    bool all = false;
-    while (!all && std::chrono::steady_clock::now() < deadline) {
-      all = true;
-      for (uint64_t g = 0; g < 4; ++g) all = all && (*drv)->ReadLeaseValid(g);
-      std::this_thread::sleep_for(1ms);
-    }
-    CHECK(all);
-    // Once held, the lease stays valid across ticks while nothing else happens.
-    int lapses = 0;
-    for (int i = 0; i < 300; ++i) {
-      if (!(*drv)->ReadLeaseValid(0)) ++lapses;
-      std::this_thread::sleep_for(1ms);
-    }
-    CHECK(lapses == 0);
+    d.group_count = groups;
+    d.tick_interval = tick;
+    auto started = Driver::Start(d, engine.get(), &link, &sm);
+    REQUIRE(started.ok());
+    driver = std::move(started).value();
   }
-}
-
-TEST_CASE("a lone voter answers a write as soon as it is durable, not at the next tick", "[replication][driver]") {
   test::ScratchEngine engine;
   Net net;
   Net::Link link;
-  link.net = &net;
-  link.from = 1;
   RecordingMachine sm;
-  sm.engine = engine.get();
-  DriverOptions d;
-  d.node_id = 1;
-  d.voters = {1};
-  d.group_count = 1;
-  d.tick_interval = 1000ms;  // a write that waited for a tick would take up to a second
-  auto drv = Driver::Start(d, engine.get(), &link, &sm);
-  REQUIRE(drv.ok());
-  REQUIRE((*drv)->WaitForLeaders(5s));
+  std::unique_ptr<Driver> driver;
+};
+
+TEST_CASE("a lone voter elects itself at once and holds its read lease", "[replication][driver]") {
+  LoneVoter n(4, 20ms);
+  REQUIRE(n.driver->WaitForLeaders(2s));
+  auto deadline = std::chrono::steady_clock::now() + 2s;
+  bool all = false;
+  while (!all && std::chrono::steady_clock::now() < deadline) {
+    all = true;
+    for (uint64_t g = 0; g < 4; ++g) all = all && n.driver->ReadLeaseValid(g);
+    std::this_thread::sleep_for(1ms);
+  }
+  CHECK(all);
+  // Once held, the lease stays valid across ticks while nothing else happens.
+  int lapses = 0;
+  for (int i = 0; i < 300; ++i) {
+    if (!n.driver->ReadLeaseValid(0)) ++lapses;
+    std::this_thread::sleep_for(1ms);
+  }
+  CHECK(lapses == 0);
+}
+
+TEST_CASE("a lone voter answers a write as soon as it is durable, not at the next tick", "[replication][driver]") {
+  LoneVoter n(1, 1000ms);  // a write that waited for a tick would take up to a second
+  REQUIRE(n.driver->WaitForLeaders(5s));
   const auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < 5; ++i) {
     auto p = std::make_shared<std::promise<Status>>();
     auto f = p->get_future();
-    (*drv)->Propose(0, "w" + std::to_string(i), [p](Status s, std::any) { p->set_value(s); });
+    n.driver->Propose(0, "w" + std::to_string(i), [p](Status s, std::any) { p->set_value(s); });
     REQUIRE(f.wait_for(5s) == std::future_status::ready);
     REQUIRE(f.get().ok());
   }
