@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -32,6 +34,11 @@ TempDir::TempDir() {
 }
 
 TempDir::~TempDir() {
+  // RING_TEST_KEEP=1 keeps every test's directory (data and ringd logs) for a post-mortem.
+  if (const char* keep = std::getenv("RING_TEST_KEEP"); keep && *keep && std::string(keep) != "0") {
+    std::fprintf(stderr, "kept %s\n", path_.c_str());
+    return;
+  }
   std::error_code ec;
   fs::remove_all(path_, ec);
 }
