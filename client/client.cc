@@ -171,7 +171,16 @@ struct Conn {
     if (call->mutation) call->request.set_first_incomplete_seq(impl->FirstIncomplete());
     impl->ArmAttempt(call.get());
     AppendRequestFrame(call->request, &out);
-    if (!writing) StartWrite();
+    // Flush once the calls already queued on the I/O thread have been sent too: a burst
+    // (a pipeline, or the calls that the replies of one read set off) leaves in one write.
+    if (!writing && !flush_posted) {
+      flush_posted = true;
+      asio::post(impl->io(), [this, gen = generation] {
+        if (gen != generation) return;
+        flush_posted = false;
+        if (!writing && !out.empty()) StartWrite();
+      });
+    }
   }
 
   void Connect() {
@@ -262,6 +271,7 @@ struct Conn {
     resolver.cancel();
     state = State::kIdle;
     out.clear();
+    flush_posted = false;
     writing = false;
     writing_buf.clear();
     reader = FrameReader();
@@ -297,6 +307,7 @@ struct Conn {
   std::deque<CallPtr> waiting;
   std::string out, writing_buf;
   bool writing = false;
+  bool flush_posted = false;  // a flush of `out` is queued on the I/O thread
   std::array<char, kReadChunk> read_buf{};
   FrameReader reader;
 };
@@ -502,9 +513,12 @@ void Client::Impl::Dispatch(const CallPtr& call) {
     }
   }
   call->redirected = false;
+  // Round-robin over the node's connections, but a burst stays on the connection whose
+  // flush is still queued, so it goes out in one write (and is read in one by the node).
   auto& pool = pools_[call->node];
-  Conn* conn = pool[rr_[call->node]++ % pool.size()].get();
-  conn->Enqueue(call);
+  size_t& cursor = rr_[call->node];
+  if (!pool[cursor % pool.size()]->flush_posted) ++cursor;
+  pool[cursor % pool.size()]->Enqueue(call);
 }
 
 void Client::Impl::OnReply(const CallPtr& call, pb::Response* resp) {
