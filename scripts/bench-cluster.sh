@@ -3,7 +3,9 @@
 #   - ringstore: 3 nodes, replication factor 3, sync policy `sync` (fsync before ack);
 #     ringbench write-only and read-only, 50 clients (one connection each), 100-byte
 #     values, unpipelined and pipeline 16;
-#   - etcd 3.4, 3 nodes: `etcdctl check perf --load=l` (as ../shared/bench does);
+#     Writes again with 500 clients unpipelined: the concurrency of etcd's check below;
+#   - etcd 3.4, 3 nodes: `etcdctl check perf --load=l` (as ../shared/bench does: 500
+#     clients, one put outstanding each, capped at 8,000 writes/s);
 #   - Redis 7 Cluster, 3 primaries + 3 replicas: redis-benchmark --cluster SET/GET;
 #   - failover: TRIALS times, kill -9 the leader of one shard and time until a write to
 #     that shard succeeds again (p50 and max).
@@ -55,16 +57,19 @@ log "ringstore: 3 nodes, sync"
 declare -a node_pid
 for i in 0 1 2; do start_node "$i"; done
 for _ in $(seq 100); do "$RINGCTL" --cluster "$PEERS" --timeout-ms 500 put warm 1 >/dev/null 2>&1 && break; sleep 0.2; done
-rb() {  # op pipeline [extra]
-  local op=$1 p=$2; shift 2
-  "$RINGBENCH" --cluster "$PEERS" --workload "$op" --clients 50 --connections 50 --value-size 100 \
+rb() {  # op pipeline [clients [extra]]
+  local op=$1 p=$2 c=${3:-50}; shift 3 2>/dev/null || shift 2
+  "$RINGBENCH" --cluster "$PEERS" --workload "$op" --clients "$c" --connections "$c" --value-size 100 \
     --keys 100000 --pipeline "$p" --duration "$DURATION" --json "$@" 2>/dev/null |
     python3 -c 'import json,sys; r=json.load(sys.stdin)["run"]; print("%d %.3f" % (r["ops_per_sec"], r["latency_ms"]["all"]["p99"]))'
 }
 for p in 1 16; do
   read -r ops p99 < <(rb write "$p"); row "ringstore 3 nodes RF3 sync" write "$p" "$ops" "$p99"
 done
-read -r ops p99 < <(rb read 1 --load); row "ringstore 3 nodes RF3 sync" read 1 "$ops" "$p99"
+# etcd's figure below comes from `check perf --load=l`: 500 clients, each with one put
+# outstanding. This row loads ringstore the same way, for a like-for-like ratio.
+read -r ops p99 < <(rb write 1 500); row "ringstore 3 nodes RF3 sync, 500 clients (etcd's check perf l)" write 1 "$ops" "$p99"
+read -r ops p99 < <(rb read 1 50 --load); row "ringstore 3 nodes RF3 sync" read 1 "$ops" "$p99"
 read -r ops p99 < <(rb read 16); row "ringstore 3 nodes RF3 sync" read 16 "$ops" "$p99"
 
 log "failover: $TRIALS trials"
