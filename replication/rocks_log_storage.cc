@@ -239,7 +239,11 @@ Status RocksLogStorage::Append(const std::vector<Entry>& entries, storage::Write
   uint64_t new_last = entries.back().index;
   if (new_last < last) {
     // A conflicting suffix from an older term is replaced: drop what lies beyond.
-    batch->DeleteRange(storage::Cf::kRaftLog, EntryKey(new_last + 1), EntryKey(last + 1));
+    // The range starts just after new_last's key rather than at new_last + 1's: a range
+    // deletion may not begin with an entry-shaped key (storage/engine.h, insert hints).
+    std::string after = EntryKey(new_last);
+    after.push_back('\0');
+    batch->DeleteRange(storage::Cf::kRaftLog, after, EntryKey(last + 1));
   }
   if (new_last >= first) pending_.last_index = new_last;
   return Status::OK();
@@ -286,7 +290,9 @@ Status RocksLogStorage::Compact(const replication::Snapshot& snap, storage::Writ
     return Status::InvalidArgument("group " + std::to_string(group_) + ": cannot compact to " +
                                    std::to_string(idx) + " past the last index " + std::to_string(last));
   }
-  batch->DeleteRange(storage::Cf::kRaftLog, EntryKey(first), EntryKey(idx + 1));
+  // From the group's prefix (everything below `first` is gone already): a range deletion
+  // may not begin with an entry-shaped key (storage/engine.h, insert hints).
+  batch->DeleteRange(storage::Cf::kRaftLog, GroupPrefix(group_), EntryKey(idx + 1));
   batch->Put(storage::Cf::kMeta, MetaKey(group_, "/snap"), EncodeSnapshot(snap));
   pending_.snapshot = snap;
   pending_.first_index = idx + 1;

@@ -480,6 +480,32 @@ rocksdb::ColumnFamilyOptions SmallCfOptions(const std::shared_ptr<rocksdb::Cache
   return cf;
 }
 
+// RocksDB's insert hints: the memtable remembers, per hint prefix, where the last insert
+// landed, and the next insert with that prefix starts its search there. A log append
+// (always just after its stream's last entry) or a new version of a rewritten record
+// (always just before the previous one) then costs a few comparisons instead of a search
+// of the whole skiplist: measured on one node, 50 clients, writes +10-20%. The key shapes
+// that get hints are the contract in engine.h ("Insert hints").
+class InsertHintTransform final : public rocksdb::SliceTransform {
+ public:
+  explicit InsertHintTransform(Cf cf) : cf_(cf) {}
+  const char* Name() const override { return cf_ == Cf::kRaftLog ? "ring.LogStream" : "ring.WholeKey"; }
+  rocksdb::Slice Transform(const rocksdb::Slice& key) const override {
+    return cf_ == Cf::kRaftLog ? rocksdb::Slice(key.data(), 8) : key;
+  }
+  bool InDomain(const rocksdb::Slice& key) const override { return HasInsertHint(cf_, {key.data(), key.size()}); }
+
+ private:
+  Cf cf_;
+};
+
+rocksdb::ColumnFamilyOptions HintedCfOptions(Cf cf, const std::shared_ptr<rocksdb::Cache>& cache,
+                                             size_t write_buffer_bytes, bool bloom) {
+  rocksdb::ColumnFamilyOptions o = SmallCfOptions(cache, write_buffer_bytes, bloom);
+  o.memtable_insert_with_hint_prefix_extractor = std::make_shared<InsertHintTransform>(cf);
+  return o;
+}
+
 bool IsLockError(const rocksdb::Status& s) {
   // PosixFileSystem::LockFile names the LOCK file in both of its failures: held by another
   // process (EAGAIN) and held by another DB instance in this process (ENOLCK).
@@ -489,6 +515,14 @@ bool IsLockError(const rocksdb::Status& s) {
 }  // namespace
 
 const char* CfName(Cf cf) { return ValidCf(cf) ? kCfNames[static_cast<size_t>(cf)] : "unknown"; }
+
+bool HasInsertHint(Cf cf, std::string_view key) {
+  switch (cf) {
+    case Cf::kRaftLog: return key.size() == kLogKeyBytes;
+    case Cf::kMeta: return key.size() >= kHintedMetaKeyBytes;
+    default: return false;
+  }
+}
 
 // ---------------------------------------------------------------------------------------
 // WriteBatch
@@ -540,6 +574,15 @@ void WriteBatch::Delete(Cf cf, std::string_view key) {
 void WriteBatch::DeleteRange(Cf cf, std::string_view begin, std::string_view end) {
   if (!rep_) rep_ = std::make_unique<Rep>();
   if (!rep_->CheckKey(cf, begin)) return;
+  if (HasInsertHint(cf, begin)) {
+    // RocksDB files a range deletion's insert hint with the point writes' hints, and a
+    // hint left in one table breaks the next insert into the other (engine.h).
+    if (rep_->error.empty()) {
+      rep_->error = std::string("a range deletion in ") + CfName(cf) + " may not begin with a key of a hinted shape (" +
+                    std::to_string(begin.size()) + " bytes)";
+    }
+    return;
+  }
   // An empty range deletes nothing. RocksDB would reject begin > end at write time.
   if (!end.empty() && begin >= end) return;
   rocksdb::Slice end_slice =
@@ -719,8 +762,8 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
   impl->block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
   rocksdb::ColumnFamilyOptions cf_options[kCfCount] = {
       DataCfOptions(impl->block_cache),
-      SmallCfOptions(impl->block_cache, 32u << 20, /*bloom=*/false),  // raftlog
-      SmallCfOptions(impl->block_cache, 4u << 20, /*bloom=*/true),    // meta
+      HintedCfOptions(Cf::kRaftLog, impl->block_cache, 32u << 20, /*bloom=*/false),
+      HintedCfOptions(Cf::kMeta, impl->block_cache, 4u << 20, /*bloom=*/true),
   };
   rocksdb::ColumnFamilyOptions default_options;
   default_options.write_buffer_size = 1u << 20;  // unused, but RocksDB requires it

@@ -15,6 +15,17 @@
 // write). If a write fails anyway, the engine records the error, reports it in health(),
 // and retries RocksDB's Resume() on later writes once space is back.
 //
+// Insert hints. Most writes rewrite something just written: a replication log appends to
+// its stream, and a shard's client records are rewritten every cycle. For two key shapes
+// the memtable remembers where the last insert with the same hint prefix landed and starts
+// the next one there, instead of searching the whole skiplist:
+//   raftlog  16-byte keys, be64(stream) || be64(index), appended in index order per stream;
+//            the hint prefix is the stream
+//   meta     keys of 16 bytes or more; the hint prefix is the whole key
+// Other shapes are written as usual. A range deletion must not begin with a hinted key
+// (WriteBatch refuses it): RocksDB files range deletions under the same hints as point
+// writes, and a hint left by one table breaks the next insert into the other.
+//
 // Thread-safety: all methods may be called concurrently.
 #pragma once
 
@@ -33,6 +44,12 @@ namespace ring::storage {
 
 enum class Cf : uint8_t { kData = 0, kRaftLog = 1, kMeta = 2 };
 const char* CfName(Cf cf);
+
+// Insert hints (above): the raft log's key size, the smallest hinted meta key, and whether
+// `key` gets a hint in `cf`.
+inline constexpr size_t kLogKeyBytes = 16;
+inline constexpr size_t kHintedMetaKeyBytes = 16;
+bool HasInsertHint(Cf cf, std::string_view key);
 
 // Faults a test can switch on while an engine runs on top of them (the fault-injecting
 // filesystem wrapper, in the spirit of leveldb's SpecialEnv). All fields are atomics so a

@@ -304,6 +304,77 @@ TEST_CASE("delete range removes [begin, end) and nothing else", "[storage]") {
   }
 }
 
+// be64(stream) || be64(index): the raft log's hinted key shape (engine.h, insert hints).
+std::string LogKey(uint64_t stream, uint64_t index) {
+  std::string k;
+  for (uint64_t v : {stream, index}) {
+    for (int i = 7; i >= 0; --i) k.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  }
+  return k;
+}
+
+TEST_CASE("hinted appends and rewrites interleave with range deletions and reads", "[storage]") {
+  ScratchDir dir;
+  auto engine = MustOpen(Options(dir.path()));
+  std::map<std::string, std::string> log_model, meta_model;
+  auto put = [&](Cf cf, const std::string& k, const std::string& v) {
+    MustPut(*engine, cf, k, v);
+    (cf == Cf::kRaftLog ? log_model : meta_model)[k] = v;
+  };
+  auto erase = [&](Cf cf, const std::string& begin, const std::string& end) {
+    REQUIRE(engine->DeleteRange(cf, begin, end, false).ok());
+    auto& m = cf == Cf::kRaftLog ? log_model : meta_model;
+    m.erase(m.lower_bound(begin), m.lower_bound(end));
+  };
+  const std::string record = "x/" + std::string(8, '\1') + std::string(8, '\2');  // 18 bytes: hinted
+  const std::string range_key = "x/" + std::string(8, '\1');                      // 10 bytes: not
+  for (uint64_t round = 0; round < 3; ++round) {
+    // Three streams append in turn, as a node's groups do.
+    for (uint64_t i = 1; i <= 300; ++i) {
+      for (uint64_t s = 1; s <= 3; ++s) put(Cf::kRaftLog, LogKey(s, round * 300 + i), "e" + std::to_string(i));
+      put(Cf::kMeta, record, "rec" + std::to_string(round * 300 + i));
+    }
+    for (uint64_t s = 1; s <= 3; ++s) {
+      // Compaction: everything of the stream below an index.
+      erase(Cf::kRaftLog, LogKey(s, 0).substr(0, 8), LogKey(s, round * 300 + 100));
+      // A conflicting suffix replaced: entries after 250 dropped, 240..260 rewritten.
+      std::string after = LogKey(s, round * 300 + 250);
+      after.push_back('\0');
+      erase(Cf::kRaftLog, after, LogKey(s + 1, 0).substr(0, 8));
+      for (uint64_t i = 240; i <= 260; ++i) put(Cf::kRaftLog, LogKey(s, round * 300 + i), "r" + std::to_string(i));
+    }
+    put(Cf::kMeta, range_key, "range" + std::to_string(round));
+    erase(Cf::kMeta, range_key, "x/" + std::string(8, '\1') + std::string(1, '\3'));
+    put(Cf::kMeta, record, "after-erase" + std::to_string(round));
+    CHECK(ScanAll(*engine, Cf::kRaftLog, "", "") == log_model);
+    CHECK(ScanAll(*engine, Cf::kMeta, "", "") == meta_model);
+    REQUIRE(engine->Flush().ok());  // the next round starts in a fresh memtable
+  }
+  CHECK(MustGet(*engine, Cf::kMeta, record) == "after-erase2");
+  CHECK(MustGet(*engine, Cf::kRaftLog, LogKey(2, 855)) == "r255");
+}
+
+TEST_CASE("a range deletion may not begin with a hinted key", "[storage]") {
+  ScratchDir dir;
+  auto engine = MustOpen(Options(dir.path()));
+  MustPut(*engine, Cf::kRaftLog, LogKey(1, 1), "e");
+  Status s = engine->DeleteRange(Cf::kRaftLog, LogKey(1, 1), LogKey(1, 9), false);
+  CHECK(s.IsInvalidArgument());
+  CHECK(s.message().find("hinted") != std::string::npos);
+  CHECK(engine->DeleteRange(Cf::kMeta, std::string(16, 'm'), std::string(17, 'm'), false).IsInvalidArgument());
+  // The whole batch is refused, and the engine goes on.
+  WriteBatch batch;
+  batch.Put(Cf::kData, "d", "v");
+  batch.DeleteRange(Cf::kRaftLog, LogKey(1, 0), LogKey(2, 0));
+  CHECK(engine->Write(batch, false).IsInvalidArgument());
+  CHECK(ScanAll(*engine, Cf::kData, "", "").empty());
+  CHECK(MustGet(*engine, Cf::kRaftLog, LogKey(1, 1)) == "e");
+  // Shapes without hints are free to begin one.
+  CHECK(engine->DeleteRange(Cf::kRaftLog, LogKey(1, 0).substr(0, 8), LogKey(1, 9), false).ok());
+  CHECK(engine->DeleteRange(Cf::kData, LogKey(1, 1), LogKey(1, 9), false).ok());
+  CHECK(ScanAll(*engine, Cf::kRaftLog, "", "").empty());
+}
+
 TEST_CASE("an exported range ingests onto a second engine", "[storage]") {
   ScratchDir dir;
   auto source = MustOpen(Options(dir.Sub("source")));
