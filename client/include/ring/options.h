@@ -13,7 +13,8 @@ struct ClientOptions {
   // and, once the cluster is sharded, to learn the cluster map.
   std::vector<std::string> seeds;
 
-  // Connections kept open to each node. Requests are pipelined over them round-robin.
+  // Connections kept open to each node. Requests are pipelined over them round-robin; the
+  // calls made together (a burst) share one connection and go out in one write.
   int connections_per_node = 2;
 
   // Deadline for a call that does not pass its own CallOptions::timeout.
