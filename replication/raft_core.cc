@@ -1,6 +1,7 @@
 #include "replication/raft_core.h"
 
 #include <algorithm>
+#include <array>
 #include <climits>
 #include <utility>
 
@@ -957,25 +958,32 @@ void RaftCore::Send(Message m) {
   msgs_.push_back(std::move(m));
 }
 
-uint64_t RaftCore::QuorumValue(const std::vector<uint64_t>& values) const {
-  // The largest v such that a majority of values are >= v.
-  std::vector<uint64_t> sorted = values;
-  std::sort(sorted.begin(), sorted.end(), std::greater<uint64_t>());
-  return sorted[sorted.size() / 2];
+template <typename ValueOf>
+uint64_t RaftCore::QuorumValue(ValueOf value_of) const {
+  // Runs on every commit check, read confirmation and lease publication: groups of up to
+  // kInline voters need no allocation.
+  constexpr size_t kInline = 9;
+  std::array<uint64_t, kInline> inline_values{};
+  std::vector<uint64_t> heap_values;
+  const size_t n = conf_.voters.size();
+  uint64_t* v = inline_values.data();
+  if (n > kInline) {
+    heap_values.resize(n);
+    v = heap_values.data();
+  }
+  for (size_t i = 0; i < n; ++i) v[i] = value_of(conf_.voters[i]);
+  // The median from the top: what sorting in descending order would put at n / 2.
+  std::nth_element(v, v + n / 2, v + n, std::greater<uint64_t>());
+  return v[n / 2];
 }
 
 bool RaftCore::MaybeCommit() {
   if (conf_.voters.empty()) return false;
-  std::vector<uint64_t> matches;
-  for (NodeId v : conf_.voters) {
-    if (v == id_) {
-      matches.push_back(self_match_);
-    } else {
-      auto it = progress_.find(v);
-      matches.push_back(it == progress_.end() ? 0 : it->second.match);
-    }
-  }
-  const uint64_t index = QuorumValue(matches);
+  const uint64_t index = QuorumValue([&](NodeId v) {
+    if (v == id_) return self_match_;
+    auto it = progress_.find(v);
+    return it == progress_.end() ? uint64_t{0} : it->second.match;
+  });
   // Raft §5.4.2: only an entry of the current term is committed by counting replicas;
   // earlier entries are committed indirectly, by the Log Matching Property (Figure 8).
   if (index > committed_ && TermOrZero(index) == term_) {
@@ -1042,17 +1050,12 @@ void RaftCore::StartRead(std::string context) {
 }
 
 void RaftCore::AdvanceReads() {
-  std::vector<uint64_t> acked;
-  for (NodeId v : conf_.voters) {
-    if (v == id_) {
-      acked.push_back(read_seq_);
-    } else {
-      auto it = progress_.find(v);
-      acked.push_back(it == progress_.end() ? 0 : it->second.acked_read_seq);
-    }
-  }
-  if (acked.empty()) return;
-  const uint64_t confirmed = QuorumValue(acked);
+  if (conf_.voters.empty()) return;
+  const uint64_t confirmed = QuorumValue([&](NodeId v) {
+    if (v == id_) return read_seq_;
+    auto it = progress_.find(v);
+    return it == progress_.end() ? uint64_t{0} : it->second.acked_read_seq;
+  });
   while (!reads_unconfirmed_.empty() && reads_unconfirmed_.front().seq <= confirmed) {
     reads_confirmed_.push_back(std::move(reads_unconfirmed_.front()));
     reads_unconfirmed_.pop_front();
@@ -1189,16 +1192,11 @@ uint64_t RaftCore::ReadLeaseTicks() const {
       !conf_.IsVoter(id_) || !CommittedInTerm()) {
     return 0;
   }
-  std::vector<uint64_t> acked;
-  for (NodeId v : conf_.voters) {
-    if (v == id_) {
-      acked.push_back(now_);
-    } else {
-      auto it = progress_.find(v);
-      acked.push_back(it == progress_.end() ? 0 : it->second.acked_tick);
-    }
-  }
-  const uint64_t oldest = QuorumValue(acked);
+  const uint64_t oldest = QuorumValue([&](NodeId v) {
+    if (v == id_) return now_;
+    auto it = progress_.find(v);
+    return it == progress_.end() ? uint64_t{0} : it->second.acked_tick;
+  });
   const uint64_t lease = static_cast<uint64_t>(lease_ticks_);
   if (oldest == 0 || now_ - oldest >= lease) return 0;
   return lease - (now_ - oldest);

@@ -368,7 +368,9 @@ class RaftCore {
   bool MaybeCommit();
   void OnCommitAdvanced();
   bool QuorumActive();
-  uint64_t QuorumValue(const std::vector<uint64_t>& values) const;
+  // The largest v such that a majority of the voters have value_of(voter) >= v.
+  template <typename ValueOf>
+  uint64_t QuorumValue(ValueOf value_of) const;
   void AppendLocal(Entry e);
   bool CommittedInTerm() const;
   void AbortTransfer();
