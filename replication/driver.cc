@@ -54,6 +54,8 @@ struct Driver::Group {
   std::string fetching;
   std::string restored;  // an image restored by OpenGroup, to report Restored once written
   uint64_t compact_to = 0;              // compaction staged into the next cycle's batch
+  int eager_ticks = 0;                  // GroupSpec::campaign: ticks left to campaign on
+  bool brand_new = false;               // bootstrapped by this open (Config::brand_new)
   // ReadIndex requests: by context until confirmed, then by index until applied.
   std::map<std::string, std::function<void(Status)>> reads_unconfirmed;
   std::multimap<uint64_t, std::function<void(Status)>> reads_confirmed;
@@ -111,6 +113,8 @@ Result<std::unique_ptr<Driver::Group>> Driver::OpenGroup(const GroupSpec& spec, 
     std::sort(founding.voters.begin(), founding.voters.end());
     group->log->Bootstrap(founding, spec.bootstrap_index, batch);
     if (spec.bootstrap_index > 0) (*applied)[spec.id] = spec.bootstrap_index;
+    group->brand_new = true;
+    if (spec.campaign) group->eager_ticks = options_.election_tick;
   }
   ASSIGN_OR_RETURN(group->applied, applied_.Get(spec.id));
   // A restore interrupted by a crash: run it again, and finish it in this batch.
@@ -142,6 +146,7 @@ Status Driver::StartGroup(Group& group) {
   c.election_tick = options_.election_tick;
   c.heartbeat_tick = options_.heartbeat_tick;
   c.applied = group.applied;
+  c.brand_new = group.brand_new;
   ASSIGN_OR_RETURN(group.core, RaftCore::Create(c));
   group.applied = std::max(group.applied, group.core->applied());
   Group* gp = &group;
@@ -156,7 +161,20 @@ Status Driver::StartGroup(Group& group) {
   if (conf.voters.size() == 1 && conf.voters[0] == options_.node_id) {
     RETURN_IF_ERROR(group.core->Campaign().WithContext("group " + std::to_string(group.id)));
   }
+  CampaignEagerly(group);
   return Status::OK();
+}
+
+void Driver::CampaignEagerly(Group& g) {
+  if (g.eager_ticks <= 0) return;
+  const RaftCore& c = *g.core;
+  if (c.leader() != kNoNode || !c.conf().IsVoter(options_.node_id)) {
+    g.eager_ticks = 0;  // done, or not ours to do
+    return;
+  }
+  // A candidate's vote is under way; a pre-candidate whose PreVote found a founder that
+  // did not host the group yet asks again.
+  if (c.role() == Role::kFollower || c.role() == Role::kPreCandidate) g.core->Campaign().ok();
 }
 
 Result<Snapshot> Driver::SnapshotFor(Group& g) {
@@ -540,6 +558,13 @@ bool Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
   stats_.cycles.fetch_add(1, std::memory_order_relaxed);
   for (int t = 0; t < ticks; ++t) {
     for (auto& [id, g] : groups_) g->core->Tick();
+  }
+  if (ticks > 0) {
+    for (auto& [id, g] : groups_) {
+      if (g->eager_ticks <= 0) continue;
+      g->eager_ticks -= ticks;
+      CampaignEagerly(*g);
+    }
   }
   for (NodeId peer : transport_->TakeUnreachable()) {
     for (auto& [id, g] : groups_) g->core->ReportUnreachable(peer);

@@ -117,6 +117,12 @@ struct GroupSpec {
   // group; 1 for a split's child, whose founders start from data that is in no log entry,
   // so a replica added later must take a snapshot rather than replay the log.
   uint64_t bootstrap_index = 0;
+  // With founders, for one founder of a brand-new group (a cluster's first shards, a
+  // split's child): campaign at once, and again on each tick until a leader is known (for
+  // at most one election timeout), rather than after a randomized timeout, so the group
+  // serves within a few round trips of its founders hosting it. One founder only: two
+  // would split the vote.
+  bool campaign = false;
 };
 
 struct DriverOptions {
@@ -270,6 +276,8 @@ class Driver {
   Result<std::unique_ptr<Group>> OpenGroup(const GroupSpec& spec, storage::WriteBatch* batch,
                                            AppliedTable::Changes* applied);
   Status StartGroup(Group& g);
+  // GroupSpec::campaign: campaigns while the group has no leader and ticks are left.
+  void CampaignEagerly(Group& g);
   void AddGroups(std::vector<std::pair<GroupSpec, std::function<void(Status)>>>* adds);
   // The snapshot a follower of `g` needs: the ready image, or Unavailable while one is made.
   Result<Snapshot> SnapshotFor(Group& g);

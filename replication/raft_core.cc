@@ -75,6 +75,7 @@ RaftCore::RaftCore(const Config& c)
       max_committed_size_per_ready_(c.max_committed_size_per_ready),
       snapshot_retry_ticks_(c.snapshot_retry_ticks),
       initial_applied_(c.applied),
+      brand_new_(c.brand_new),
       rng_state_(c.seed ^ (c.id * 0xD6E8FEB86659FD93ull)) {}
 
 RaftCore::~RaftCore() = default;
@@ -131,7 +132,8 @@ Status RaftCore::Init() {
   BecomeFollower(term_, kNoNode);
   // A restarted replica may have acknowledged a leader just before it went down, and that
   // leader may be counting on it for its lease: behave as if it just heard from a leader.
-  ticks_since_leader_ = 0;
+  // A brand-new replica never acknowledged one.
+  ticks_since_leader_ = brand_new_ ? election_tick_ : 0;
   return Status::OK();
 }
 

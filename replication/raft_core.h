@@ -143,6 +143,12 @@ struct Config {
   // 0 means "the snapshot's index" (StoredState::conf_index).
   uint64_t applied = 0;
 
+  // The group's configuration was bootstrapped just now and nothing else is stored: no
+  // leader can count this replica toward a lease, so it grants (pre)votes at once instead
+  // of first waiting out an election timeout as a restarted replica must. Lets a new group
+  // elect its first leader within a round trip of its founders hosting it.
+  bool brand_new = false;
+
   Status Validate() const;
 };
 
@@ -391,6 +397,7 @@ class RaftCore {
   const uint64_t max_committed_size_per_ready_;
   const int snapshot_retry_ticks_;
   const uint64_t initial_applied_;
+  const bool brand_new_;
   uint64_t rng_state_;
 
   // Persistent state (mirrored by HardState once the driver persists it).

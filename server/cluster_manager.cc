@@ -220,6 +220,7 @@ void ClusterManager::InitMap(const ClusterMap& map) {
 
 void ClusterManager::SyncGroups(const ClusterMap& map, const std::vector<GroupStatus>& groups) {
   // Host every shard the map gives this node.
+  std::map<ShardId, NodeId> preferred;  // computed when a new shard needs it
   for (const auto& [id, shard] : map.shards) {
     if (!Contains(shard.voters, self_) && !Contains(shard.learners, self_)) continue;
     unlisted_since_.erase(id);
@@ -237,6 +238,12 @@ void ClusterManager::SyncGroups(const ClusterMap& map, const std::vector<GroupSt
       spec.bootstrap_index = 1;  // its data is in no log entry: later replicas take a snapshot
     } else if (shard.parent && driver_->HasGroup(*shard.parent) && ParentHoldsRange(*shard.parent, shard.start)) {
       continue;
+    }
+    // A new shard's preferred leader does not wait out an election timeout to lead it.
+    if (!spec.founders.empty()) {
+      if (preferred.empty()) preferred = sharding::PreferredLeadersOf(map);
+      auto p = preferred.find(id);
+      spec.campaign = p != preferred.end() && p->second == self_ && Contains(spec.founders, self_);
     }
     adding_.insert(id);
     driver_->AddGroup(std::move(spec), [this, id](Status s) {

@@ -1,5 +1,6 @@
 #include "server/server.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include <spdlog/spdlog.h>
@@ -194,7 +195,10 @@ Status Server::Impl::StartNode(replication::NodeId id, std::vector<replication::
   ASSIGN_OR_RETURN(driver, replication::Driver::Start(dopt, engine.get(), transport.get(), state_machine.get()));
   {
     std::promise<Status> added;
-    driver->AddGroup(replication::GroupSpec{sharding::kMetaGroup, meta.get(), std::move(meta_founders)},
+    // A new metadata log is led by its first founder without waiting out a timeout.
+    replication::GroupSpec spec{sharding::kMetaGroup, meta.get(), std::move(meta_founders)};
+    spec.campaign = !spec.founders.empty() && *std::min_element(spec.founders.begin(), spec.founders.end()) == id;
+    driver->AddGroup(std::move(spec),
                      [&added](Status s) { added.set_value(s); });
     RETURN_IF_ERROR(added.get_future().get().WithContext("hosting the metadata log"));
   }

@@ -688,6 +688,21 @@ TEST_CASE("a restarted replica waits an election timeout before voting", "[repli
   CHECK(r->term() == 2);
 }
 
+TEST_CASE("a brand-new replica votes at once: no leader can count on it yet", "[replication]") {
+  Replica r(2, Voters({1, 2, 3}), [](Config c) {
+    c.check_quorum = true;
+    c.brand_new = true;
+    return c;
+  });
+  REQUIRE(r->Step(Msg(MessageType::kPreVote, 3, 2, 1)).ok());
+  REQUIRE(r->Step(Msg(MessageType::kVote, 3, 2, 1)).ok());
+  CHECK(r->term() == 1);
+  // Once it has a leader, stickiness applies as usual.
+  REQUIRE(r->Step(Msg(MessageType::kHeartbeat, 3, 2, 1)).ok());
+  REQUIRE(r->Step(Msg(MessageType::kVote, 1, 2, 2)).ok());
+  CHECK(r->term() == 1);
+}
+
 TEST_CASE("a learner never campaigns and never counts toward a majority", "[replication]") {
   // Learners (thesis §4.2.1, "catching up new servers"): non-voting members.
   Replica learner(4, Voters({1, 2, 3}, {4}));

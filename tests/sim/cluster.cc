@@ -98,6 +98,9 @@ Status SimCluster::StartCore(Node& n) {
   c.max_size_per_msg = options_.max_size_per_msg;
   c.max_inflight_msgs = options_.max_inflight_msgs;
   c.snapshot_retry_ticks = options_.snapshot_retry_ticks;
+  // A node's first start: it never acknowledged a leader, so it may vote at once; a
+  // restart must not (the lease-read invariant checks both).
+  c.brand_new = options_.brand_new_first_start && n.incarnation == 0;
   // The state machine restarts from the disk's snapshot, so the core re-delivers every
   // committed entry after it.
   n.sm = SimStateMachine();

@@ -84,6 +84,8 @@ struct ClusterOptions {
   int heartbeat_tick = 1;
   bool pre_vote = true;
   bool check_quorum = true;
+  // A node's first start is Config::brand_new (it may vote at once); restarts never are.
+  bool brand_new_first_start = false;
   int lease_margin_ticks = 2;
   uint64_t max_size_per_msg = 1 << 20;
   size_t max_inflight_msgs = 256;

@@ -31,7 +31,7 @@ struct Profile {
   std::string Describe() const {
     const ClusterOptions& c = cluster;
     return "voters=" + std::to_string(c.voters) + " prevote=" + (c.pre_vote ? "on" : "off") +
-           " checkquorum=" + (c.check_quorum ? "on" : "off") +
+           " checkquorum=" + (c.check_quorum ? "on" : "off") + (c.brand_new_first_start ? " brandnew" : "") +
            " election=" + std::to_string(c.election_tick) +
            " heartbeat=" + std::to_string(c.heartbeat_tick) +
            " maxmsg=" + (c.max_size_per_msg == 1 ? std::string("1entry") : std::string("1MiB")) +
@@ -53,6 +53,7 @@ Profile ChooseProfile(Rng& rng, const RunOptions& ro) {
   c.voters = p.fig8 ? (rng.Percent(70) ? 5 : 3) : (rng.Percent(50) ? 3 : 5);
   c.pre_vote = rng.Percent(85);
   c.check_quorum = p.lease || rng.Percent(85);
+  c.brand_new_first_start = true;  // as the driver starts a new group's founders
   c.election_tick = rng.Range(6, 12);
   c.heartbeat_tick = rng.Range(1, 2);
   c.lease_margin_ticks = rng.Range(1, 2);
