@@ -413,6 +413,36 @@ TEST_CASE("groups can be added and removed while the driver runs", "[replication
   CHECK(c.nodes[0]->driver->LeaderOf(kNew) == kNoNode);
 }
 
+TEST_CASE("a new group's designated founder leads it without waiting out an election timeout",
+          "[replication][driver]") {
+  Cluster c;
+  // Left to their randomized timeouts (the seeds follow from the group id), node 1 would
+  // lead this group: checked by running the test without the campaign flag.
+  constexpr uint64_t kNew = 2002;
+  std::vector<std::unique_ptr<RecordingMachine>> machines;
+  // Node 2 is told to campaign and is added last; nodes 1 and 3 campaign only after an
+  // election timeout (10 ticks or more) without a leader, by then long since found.
+  for (size_t i : {0, 2, 1}) {
+    auto& n = c.nodes[i];
+    machines.push_back(std::make_unique<RecordingMachine>());
+    machines.back()->engine = n->engine.get();
+    GroupSpec spec{kNew, machines.back().get(), {1, 2, 3}};
+    spec.campaign = n->id == 2;
+    REQUIRE(Call([&](auto done) { n->driver->AddGroup(spec, done); }).ok());
+  }
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  auto led = [&] {
+    for (auto& n : c.nodes) {
+      if (n->driver->LeaderOf(kNew) != 2) return false;
+    }
+    return true;
+  };
+  while (!led() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(2ms);
+  CHECK(led());
+  uint64_t index = c.Propose(kNew, "first");
+  CHECK(c.AllApplied(kNew, index, "first"));
+}
+
 TEST_CASE("a replica moves by learner, promotion and removal while the group serves", "[replication][driver]") {
   Cluster c;
   constexpr uint64_t kMoving = 2000;
