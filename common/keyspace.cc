@@ -26,6 +26,15 @@ std::string HashPrefix(uint64_t hash) {
   return out;
 }
 
+bool ReadBe64(std::string_view in, size_t* pos, uint64_t* v) {
+  if (*pos > in.size() || in.size() - *pos < 8) return false;
+  uint64_t x = 0;
+  for (int i = 0; i < 8; ++i) x = (x << 8) | static_cast<unsigned char>(in[*pos + i]);
+  *pos += 8;
+  *v = x;
+  return true;
+}
+
 std::string DataKey(std::string_view key) {
   std::string out = HashPrefix(KeyHash(key));
   out.append(key.data(), key.size());

@@ -4,16 +4,6 @@
 
 namespace ring::replication {
 
-namespace {
-
-uint64_t Be64At(std::string_view s, size_t pos) {
-  uint64_t v = 0;
-  for (size_t i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(s[pos + i]);
-  return v;
-}
-
-}  // namespace
-
 std::string AppliedTable::ChunkKey(uint64_t group) { return "aq/" + HashPrefix(group / kChunk); }
 std::string AppliedTable::LegacyKey(uint64_t group) { return "ap/" + HashPrefix(group); }
 
@@ -28,7 +18,12 @@ Result<AppliedTable::Chunk*> AppliedTable::Load(uint64_t chunk) {
                               std::to_string(v.size()) + " bytes is not a whole number of records");
   }
   Chunk c;
-  for (size_t pos = 0; pos < v.size(); pos += 16) c[Be64At(v, pos)] = Be64At(v, pos + 8);
+  for (size_t pos = 0; pos < v.size();) {
+    uint64_t group = 0, index = 0;
+    ReadBe64(v, &pos, &group);  // whole records: checked above
+    ReadBe64(v, &pos, &index);
+    c[group] = index;
+  }
   return &chunks_.emplace(chunk, std::move(c)).first->second;
 }
 
@@ -39,8 +34,12 @@ Result<uint64_t> AppliedTable::Get(uint64_t group) {
   Status s = engine_->Get(storage::Cf::kMeta, LegacyKey(group), &v);
   if (s.IsNotFound()) return uint64_t{0};
   if (!s.ok()) return s.WithContext("reading the applied index of group " + std::to_string(group));
-  if (v.size() != 8) return Status::Corruption("applied index of group " + std::to_string(group) + ": bad length");
-  return Be64At(v, 0);
+  uint64_t index = 0;
+  size_t pos = 0;
+  if (v.size() != 8 || !ReadBe64(v, &pos, &index)) {
+    return Status::Corruption("applied index of group " + std::to_string(group) + ": bad length");
+  }
+  return index;
 }
 
 Status AppliedTable::Stage(const Changes& changes, storage::WriteBatch* batch) {

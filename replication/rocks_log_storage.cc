@@ -8,16 +8,6 @@ namespace {
 
 void PutBe64(std::string* out, uint64_t v) { out->append(HashPrefix(v)); }
 
-// Reads a big-endian u64 at *pos, advancing it; false if the input is too short.
-bool GetBe64(std::string_view in, size_t* pos, uint64_t* v) {
-  if (in.size() < *pos + 8) return false;
-  uint64_t x = 0;
-  for (int i = 0; i < 8; ++i) x = (x << 8) | static_cast<unsigned char>(in[*pos + i]);
-  *pos += 8;
-  *v = x;
-  return true;
-}
-
 std::string GroupPrefix(uint64_t group) { return HashPrefix(group); }
 
 std::string MetaKey(uint64_t group, const char* what) {
@@ -42,10 +32,10 @@ void EncodeIds(const std::vector<NodeId>& ids, std::string* out) {
 
 bool DecodeIds(std::string_view in, size_t* pos, std::vector<NodeId>* ids) {
   uint64_t n = 0;
-  if (!GetBe64(in, pos, &n) || n > (in.size() - *pos) / 8) return false;
+  if (!ReadBe64(in, pos, &n) || n > (in.size() - *pos) / 8) return false;
   ids->resize(n);
   for (auto& id : *ids) {
-    if (!GetBe64(in, pos, &id)) return false;
+    if (!ReadBe64(in, pos, &id)) return false;
   }
   return true;
 }
@@ -65,7 +55,7 @@ std::string EncodeSnapshot(const Snapshot& s) {
 Result<Snapshot> DecodeSnapshot(uint64_t group, std::string_view in) {
   Snapshot s;
   size_t pos = 0;
-  if (!GetBe64(in, &pos, &s.meta.index) || !GetBe64(in, &pos, &s.meta.term) ||
+  if (!ReadBe64(in, &pos, &s.meta.index) || !ReadBe64(in, &pos, &s.meta.term) ||
       !DecodeIds(in, &pos, &s.meta.conf.voters) || !DecodeIds(in, &pos, &s.meta.conf.learners)) {
     return Status::Corruption("group " + std::to_string(group) + ": snapshot record is truncated");
   }
@@ -86,7 +76,7 @@ std::string EncodeEntry(const Entry& e) {
 Result<Entry> DecodeEntry(uint64_t index, std::string_view bytes) {
   size_t pos = 1;
   Entry e;
-  if (bytes.empty() || !GetBe64(bytes, &pos, &e.term)) {
+  if (bytes.empty() || !ReadBe64(bytes, &pos, &e.term)) {
     return Status::Corruption("log entry " + std::to_string(index) + " is truncated");
   }
   auto type = static_cast<uint8_t>(bytes[0]);
@@ -117,8 +107,8 @@ Status RocksLogStorage::LoadMeta() {
   Status s = engine_->Get(storage::Cf::kMeta, MetaKey(group_, "/hs"), &v);
   if (s.ok()) {
     size_t pos = 0;
-    if (!GetBe64(v, &pos, &hard_state_.term) || !GetBe64(v, &pos, &hard_state_.vote) ||
-        !GetBe64(v, &pos, &hard_state_.commit)) {
+    if (!ReadBe64(v, &pos, &hard_state_.term) || !ReadBe64(v, &pos, &hard_state_.vote) ||
+        !ReadBe64(v, &pos, &hard_state_.commit)) {
       return Status::Corruption(ctx + ": hard state record is truncated");
     }
   } else if (!s.IsNotFound()) {
@@ -138,7 +128,7 @@ Status RocksLogStorage::LoadMeta() {
   RETURN_IF_ERROR(engine_->Scan(storage::Cf::kRaftLog, EntryKey(first_index_), GroupPrefix(group_ + 1),
                                 [&](std::string_view key, std::string_view) {
                                   size_t pos = 8;
-                                  if (!GetBe64(key, &pos, &last)) corrupt = true;
+                                  if (!ReadBe64(key, &pos, &last)) corrupt = true;
                                   return !corrupt;
                                 }));
   if (corrupt) return Status::Corruption(ctx + ": malformed log key");
@@ -178,7 +168,7 @@ Result<std::vector<Entry>> RocksLogStorage::Entries(uint64_t lo, uint64_t hi, ui
                                 [&](std::string_view key, std::string_view value) {
                                   size_t pos = 8;
                                   uint64_t index = 0;
-                                  GetBe64(key, &pos, &index);
+                                  ReadBe64(key, &pos, &index);
                                   auto e = DecodeEntry(index, value);
                                   if (!e.ok()) {
                                     decode_status = e.status();

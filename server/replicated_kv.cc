@@ -12,15 +12,6 @@ namespace {
 
 void PutU64(std::string* out, uint64_t v) { out->append(HashPrefix(v)); }
 
-bool GetU64(std::string_view in, size_t* pos, uint64_t* v) {
-  if (in.size() < *pos + 8) return false;
-  uint64_t x = 0;
-  for (int i = 0; i < 8; ++i) x = (x << 8) | static_cast<unsigned char>(in[*pos + i]);
-  *pos += 8;
-  *v = x;
-  return true;
-}
-
 // A shard's dedup records are the meta keys "x/" be64(group) be64(client): one range.
 std::string ClientPrefix(uint64_t group) { return "x/" + HashPrefix(group); }
 
@@ -44,7 +35,7 @@ KvResult DecodeResult(std::string_view in) {
   KvResult r;
   size_t pos = 2;
   uint64_t mlen = 0;
-  if (in.size() < 2 || !GetU64(in, &pos, &mlen) || in.size() < pos + mlen) {
+  if (in.size() < 2 || !ReadBe64(in, &pos, &mlen) || in.size() < pos + mlen) {
     r.status = Status::Corruption("dedup record is truncated");
     return r;
   }
@@ -74,10 +65,10 @@ std::string EncodeRecord(const ClientRecord& rec) {
 bool DecodeRecord(std::string_view in, ClientRecord* rec) {
   size_t pos = 0;
   uint64_t n = 0;
-  if (!GetU64(in, &pos, &rec->last_active_ms) || !GetU64(in, &pos, &n)) return false;
+  if (!ReadBe64(in, &pos, &rec->last_active_ms) || !ReadBe64(in, &pos, &n)) return false;
   for (uint64_t i = 0; i < n; ++i) {
     uint64_t seq = 0, len = 0;
-    if (!GetU64(in, &pos, &seq) || !GetU64(in, &pos, &len) || in.size() < pos + len) return false;
+    if (!ReadBe64(in, &pos, &seq) || !ReadBe64(in, &pos, &len) || in.size() < pos + len) return false;
     rec->results.emplace(seq, std::string(in.substr(pos, len)));
     pos += len;
   }
@@ -169,7 +160,7 @@ void ReplicatedKv::Apply(uint64_t group, const std::vector<const replication::En
     pb::Request req;
     range_at[i] = range;
     const bool decoded =
-        GetU64(data, &pos, &stamp) && req.ParseFromArray(data.data() + pos, static_cast<int>(data.size() - pos));
+        ReadBe64(data, &pos, &stamp) && req.ParseFromArray(data.data() + pos, static_cast<int>(data.size() - pos));
     if (decoded && req.has_split()) {
       kind[i] = 2;  // nothing for the key-value machine to do
       const pb::SplitCommand& sc = req.split();
@@ -271,7 +262,7 @@ void ReplicatedKv::Apply(uint64_t group, const std::vector<const replication::En
       if (DecodeRecord(value, &rec) && rec.last_active_ms + kClientRetentionMs < newest_ms) {
         size_t pos = prefix.size();
         uint64_t client = 0;
-        GetU64(key, &pos, &client);
+        ReadBe64(key, &pos, &client);
         if (!clients.count(client)) {
           batch->Delete(storage::Cf::kMeta, key);
           cached_records_ -= cached.erase(client);
@@ -341,7 +332,7 @@ void ReplicatedKv::StageSplit(uint64_t group, const pb::SplitCommand& split, Has
   engine_->Scan(storage::Cf::kMeta, prefix, ClientPrefix(group + 1), [&](std::string_view key, std::string_view value) {
     size_t pos = prefix.size();
     uint64_t client = 0;
-    if (key.size() == prefix.size() + 8 && GetU64(key, &pos, &client) && !copied.count(client)) {
+    if (key.size() == prefix.size() + 8 && ReadBe64(key, &pos, &client) && !copied.count(client)) {
       batch->Put(storage::Cf::kMeta, ClientKey(child_id, client), value);
     }
     return true;

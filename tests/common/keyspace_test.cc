@@ -87,6 +87,22 @@ TEST_CASE("a hash prefix is the hash in 8 big-endian bytes", "[keyspace]") {
   CHECK(HashPrefix(kMaxHash) == std::string(8, '\xff'));
 }
 
+TEST_CASE("ReadBe64 reads HashPrefix's encoding back, and refuses a short input", "[keyspace]") {
+  const std::string two = HashPrefix(0x0102030405060708) + HashPrefix(kMaxHash) + "xyz";
+  size_t pos = 0;
+  uint64_t v = 0;
+  REQUIRE(ReadBe64(two, &pos, &v));
+  CHECK(v == 0x0102030405060708);
+  REQUIRE(ReadBe64(two, &pos, &v));
+  CHECK(v == kMaxHash);
+  CHECK(pos == 16);
+  CHECK_FALSE(ReadBe64(two, &pos, &v));  // 3 bytes left: nothing read
+  CHECK(pos == 16);
+  CHECK(v == kMaxHash);
+  pos = 100;  // past the end
+  CHECK_FALSE(ReadBe64(two, &pos, &v));
+}
+
 TEST_CASE("hash prefixes sort bytewise in numeric order", "[keyspace]") {
   // Bytes at or above 0x80 must sort high, as RocksDB's bytewise comparator sorts them.
   std::mt19937_64 rng(7);
