@@ -451,17 +451,22 @@ rocksdb::ColumnFamilyOptions DataCfOptions(const std::shared_ptr<rocksdb::Cache>
   // Gets served from SST files stop paying for the memtable.
   cf.memtable_whole_key_filtering = true;
   cf.memtable_prefix_bloom_size_ratio = 0.02;
-  // The memtable is a hash table of small skiplists, keyed by the 8-byte hash prefix of
+  // The memtable is a hash table of short sorted lists, keyed by the 8-byte hash prefix of
   // the storage key (which is nearly unique per key), not one big skiplist. A point Get or
   // Put in a skiplist of a few hundred thousand entries is ~20 dependent cache misses
   // (~2 us here); in a bucket it is a few. Measured on one node, 100k keys, 50 clients:
-  // reads +28% unpipelined and +87% with pipeline 16, writes +15%. The cost is that a
+  // reads +28% unpipelined and +87% with pipeline 16, writes +15%. A bucket is a linked
+  // list (one node per version of its key; RocksDB turns one past 256 entries into a
+  // skiplist), not a small skiplist: a bucket skiplist is two more dependent loads per
+  // probe, and Debian's RocksDB keeps its assertions, so every insert probes twice (its
+  // `assert(!Contains(key))`). Side by side, linked lists gave writes +5-13% and reads
+  // +9-16%. The cost of hashing is that a
   // total-order iterator over this memtable first copies and sorts all of it, so the
   // only such iterator in the product (ExportRange, for snapshots) flushes a big one
   // first, and every iterator must ask for total order (TotalOrder above): a shard is a
   // range of many prefixes. The sort a flush does runs on RocksDB's background thread.
   cf.prefix_extractor = std::make_shared<HashPrefixTransform>();
-  cf.memtable_factory.reset(rocksdb::NewHashSkipListRepFactory(kDataMemtableBuckets));
+  cf.memtable_factory.reset(rocksdb::NewHashLinkListRepFactory(kDataMemtableBuckets));
   return cf;
 }
 
