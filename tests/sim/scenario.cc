@@ -1,5 +1,6 @@
 #include "tests/sim/scenario.h"
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <sstream>
@@ -260,6 +261,8 @@ class Interpreter {
     }
     o.pre_vote = c.kv.count("prevote") == 0 || c.kv.at("prevote") != "off";
     o.check_quorum = c.kv.count("checkquorum") == 0 || c.kv.at("checkquorum") != "off";
+    // brandnew: every node's first start is Config::brand_new, as a new group's founders'.
+    o.brand_new_first_start = std::find(c.args.begin(), c.args.end(), "brandnew") != c.args.end();
     trace_ = Trace::Collecting();
     cluster_ = std::make_unique<SimCluster>(o, &trace_);
     return Status::OK();

@@ -6,7 +6,7 @@
 // between blocks are comments. Commands drive a SimCluster by hand (so the invariant
 // checker runs underneath every scenario):
 //
-//   cluster voters=N [prevote=off] [checkquorum=off] [election=T] [maxmsg=1] [inflight=K]
+//   cluster voters=N [brandnew] [prevote=off] [checkquorum=off] [election=T] [maxmsg=1] [inflight=K]
 //   set-log ID terms=1,1,4,... [term=T] [vote=V] [commit=C]   replace ID's disk (restarts it)
 //   campaign ID | tick ID|all [N] | propose ID DATA | transfer ID TARGET
 //   read-index ID | lease ID | compact ID [keep=N] | conf ID add-voter|add-learner|remove X
