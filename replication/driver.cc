@@ -5,6 +5,7 @@
 #include <set>
 
 #include "common/keyspace.h"
+#include "common/wakeups.h"
 
 namespace ring::replication {
 
@@ -527,6 +528,7 @@ void Driver::Loop() {
       made.swap(snapshots_made_);
       fetched.swap(snapshots_fetched_);
     }
+    WakeupBatch wakes;  // threads this cycle hands replies to are woken at its end
     const bool groups_changed = !adds.empty() || !removes.empty();
     AddGroups(&adds);
     RemoveGroups(&removes);

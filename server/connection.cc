@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/wakeups.h"
 #include "proto/ring.pb.h"
 #include "proto/wire.h"
 #include "replication/raft_codec.h"
@@ -113,7 +114,7 @@ void ReplyMailbox::Push(std::weak_ptr<Connection> to, pb::Response&& reply) {
     if (posted_) return;
     posted_ = true;
   }
-  asio::post(io_, [this] { Drain(); });
+  WakeupBatch::Wake([this] { asio::post(io_, [this] { Drain(); }); });
 }
 
 void ReplyMailbox::Drain() {
