@@ -730,6 +730,8 @@ bool Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
   for (size_t i = 0; i < ready.size(); ++i) {
     if (applied_ahead[i]) CompleteApplied(*ready[i], applied_entries[i], &results[i]);
   }
+  // The replies to entries applied ahead go out during the fsync, not after it.
+  if (options_.sync && must_sync) WakeupBatch::Flush();
   if (!write(batch, batch_applied, options_.sync && must_sync)) return false;
 
   // Durable: publish, send, complete, advance.

@@ -35,6 +35,20 @@ TEST_CASE("a batch runs its wakeups in order when it closes, nested ones at the 
   CHECK(log == "bcade");
 }
 
+TEST_CASE("Flush runs the wakeups held so far, and the batch goes on deferring", "[common][wakeups]") {
+  std::string log;
+  WakeupBatch::Flush();  // no batch open: nothing to do
+  {
+    WakeupBatch batch;
+    WakeupBatch::Wake([&] { log += "a"; });
+    WakeupBatch::Flush();
+    CHECK(log == "a");
+    WakeupBatch::Wake([&] { log += "b"; });
+    CHECK(log == "a");
+  }
+  CHECK(log == "ab");
+}
+
 TEST_CASE("a batch defers only its own thread's wakeups", "[common][wakeups]") {
   int woken = 0;
   WakeupBatch batch;
