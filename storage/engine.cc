@@ -460,11 +460,11 @@ rocksdb::ColumnFamilyOptions DataCfOptions(const std::shared_ptr<rocksdb::Cache>
   // skiplist), not a small skiplist: a bucket skiplist is two more dependent loads per
   // probe, and Debian's RocksDB keeps its assertions, so every insert probes twice (its
   // `assert(!Contains(key))`). Side by side, linked lists gave writes +5-13% and reads
-  // +9-16%. The cost of hashing is that a
-  // total-order iterator over this memtable first copies and sorts all of it, so the
-  // only such iterator in the product (ExportRange, for snapshots) flushes a big one
-  // first, and every iterator must ask for total order (TotalOrder above): a shard is a
-  // range of many prefixes. The sort a flush does runs on RocksDB's background thread.
+  // +9-16%. The cost of hashing is that a total-order iterator over this memtable first
+  // copies and sorts all of it, so the only such iterator in the product (ExportRange,
+  // for snapshots) flushes a big one first, and every iterator must ask for total order
+  // (TotalOrder above): a shard is a range of many prefixes. The sort a flush does runs
+  // on RocksDB's background thread.
   cf.prefix_extractor = std::make_shared<HashPrefixTransform>();
   cf.memtable_factory.reset(rocksdb::NewHashLinkListRepFactory(kDataMemtableBuckets));
   return cf;
