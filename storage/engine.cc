@@ -24,7 +24,6 @@
 #include <rocksdb/file_system.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/listener.h>
-#include <rocksdb/memtablerep.h>
 #include <rocksdb/options.h>
 #include <rocksdb/slice_transform.h>
 #include <rocksdb/sst_file_reader.h>
@@ -32,6 +31,8 @@
 #include <rocksdb/table.h>
 #include <rocksdb/table_properties.h>
 #include <rocksdb/write_batch.h>
+
+#include "storage/hash_memtable.h"
 
 namespace ring::storage {
 
@@ -408,27 +409,8 @@ rocksdb::CompressionType FastCompression() {
 constexpr size_t kDataMemtableBuckets = 1u << 20;
 
 // ExportRange flushes the data memtable first when it holds at least this much; sorting
-// a copy of a smaller one for the iterator costs less (~100k entries at 16 MiB).
+// its keys for the iterator costs less below that.
 constexpr uint64_t kFlushBeforeExportBytes = 16u << 20;
-
-// Every iterator in this file sees keys in total order, whatever a column family's prefix
-// extractor (the data CF has one, for its hash memtable) would otherwise restrict it to.
-rocksdb::ReadOptions TotalOrder() {
-  rocksdb::ReadOptions ro;
-  ro.total_order_seek = true;
-  return ro;
-}
-
-// The data memtable's hash key: a storage key's 8-byte hash prefix (shorter keys, which
-// only tests write, are their own prefix). RocksDB's fixed-length transform refuses them.
-class HashPrefixTransform final : public rocksdb::SliceTransform {
- public:
-  const char* Name() const override { return "ring.HashPrefix8"; }
-  rocksdb::Slice Transform(const rocksdb::Slice& key) const override {
-    return rocksdb::Slice(key.data(), std::min<size_t>(key.size(), 8));
-  }
-  bool InDomain(const rocksdb::Slice&) const override { return true; }
-};
 
 rocksdb::ColumnFamilyOptions DataCfOptions(const std::shared_ptr<rocksdb::Cache>& cache) {
   rocksdb::BlockBasedTableOptions table;
@@ -451,22 +433,15 @@ rocksdb::ColumnFamilyOptions DataCfOptions(const std::shared_ptr<rocksdb::Cache>
   // Gets served from SST files stop paying for the memtable.
   cf.memtable_whole_key_filtering = true;
   cf.memtable_prefix_bloom_size_ratio = 0.02;
-  // The memtable is a hash table of short sorted lists, keyed by the 8-byte hash prefix of
-  // the storage key (which is nearly unique per key), not one big skiplist. A point Get or
-  // Put in a skiplist of a few hundred thousand entries is ~20 dependent cache misses
-  // (~2 us here); in a bucket it is a few. Measured on one node, 100k keys, 50 clients:
-  // reads +28% unpipelined and +87% with pipeline 16, writes +15%. A bucket is a linked
-  // list (one node per version of its key; RocksDB turns one past 256 entries into a
-  // skiplist), not a small skiplist: a bucket skiplist is two more dependent loads per
-  // probe, and Debian's RocksDB keeps its assertions, so every insert probes twice (its
-  // `assert(!Contains(key))`). Side by side, linked lists gave writes +5-13% and reads
-  // +9-16%. The cost of hashing is that a total-order iterator over this memtable first
-  // copies and sorts all of it, so the only such iterator in the product (ExportRange,
-  // for snapshots) flushes a big one first, and every iterator must ask for total order
-  // (TotalOrder above): a shard is a range of many prefixes. The sort a flush does runs
-  // on RocksDB's background thread.
-  cf.prefix_extractor = std::make_shared<HashPrefixTransform>();
-  cf.memtable_factory.reset(rocksdb::NewHashLinkListRepFactory(kDataMemtableBuckets));
+  // The memtable is a hash table of keys, each with its chain of versions
+  // (storage/hash_memtable.h), not one big skiplist. A point Get or Put in a skiplist of a
+  // few hundred thousand entries is ~20 dependent cache misses (~2 us here); in a bucket it
+  // is a few. A flush sorts one pointer per key. History, one node, 100k keys, 50 clients:
+  // RocksDB's HashSkipList gave reads +28% unpipelined and +87% with pipeline 16 and writes
+  // +15% over the skiplist; its HashLinkList another +5-13% writes and +9-16% reads; both
+  // sort a flush by inserting every entry into a new skiplist, which was 15% of the CPU of
+  // three nodes under write load.
+  cf.memtable_factory = NewHashMemtableFactory(kDataMemtableBuckets);
   return cf;
 }
 
@@ -859,7 +834,7 @@ Status Engine::Scan(Cf cf, std::string_view begin, std::string_view end,
                     const std::function<bool(std::string_view, std::string_view)>& fn) const {
   RETURN_IF_ERROR(impl_->CheckCf(cf));
   if (!end.empty() && begin >= end) return Status::OK();
-  rocksdb::ReadOptions ro = TotalOrder();
+  rocksdb::ReadOptions ro;
   rocksdb::Slice upper(end.data(), end.size());
   if (!end.empty()) ro.iterate_upper_bound = &upper;
   // An iterator reads from the implicit snapshot taken when it is created.
@@ -932,7 +907,7 @@ Result<std::vector<std::string>> Engine::ExportRange(Cf cf, std::string_view beg
     rocksdb::Status fs = impl_->db->Flush(fo, impl_->Handle(cf));
     if (!fs.ok()) return FromRocks(fs, ctx + ": flush before export");
   }
-  rocksdb::ReadOptions ro = TotalOrder();
+  rocksdb::ReadOptions ro;
   ro.fill_cache = false;  // a bulk copy should not evict the hot set
   ro.readahead_size = 2u << 20;
   if (view != nullptr) ro.snapshot = view->rep_->snapshot;
@@ -991,7 +966,7 @@ Status Engine::CheckSstFiles(Cf cf, std::string_view begin, std::string_view end
       return Status::Corruption(file_ctx + ": holds deletions or merges, which ExportRange " +
                                 "never writes");
     }
-    rocksdb::ReadOptions ro = TotalOrder();
+    rocksdb::ReadOptions ro;
     ro.fill_cache = false;
     std::unique_ptr<rocksdb::Iterator> it(reader.NewIterator(ro));
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
