@@ -96,19 +96,18 @@ bool KeyLess(const SortedKey& a, uint64_t order, const Slice& ukey) {
 // frees it; that arena's class is not in the installed headers (and this memtable's own
 // arena may not grow once the memtable is immutable: RocksDB has accounted for it). So such
 // an iterator gets heap storage, which the thread that destroys it frees at its next
-// destruction of one (or when it exits): by then the earlier destructor has returned.
-class DeferredFree {
- public:
-  void Replace(void* block) {
-    ::operator delete(block_);
-    block_ = block;
-  }
-  ~DeferredFree() { ::operator delete(block_); }
-
- private:
-  void* block_ = nullptr;
+// destruction of one (or when it exits): by then the earlier destructor has returned. The
+// pointer is trivially destructible, so it stays usable until the thread is gone.
+thread_local void* deferred_block = nullptr;
+struct FreeDeferredAtExit {
+  ~FreeDeferredAtExit() { ::operator delete(std::exchange(deferred_block, nullptr)); }
 };
-thread_local DeferredFree deferred_free;
+thread_local FreeDeferredAtExit free_deferred_at_exit;
+
+void DeferFree(void* block) {
+  (void)&free_deferred_at_exit;  // registers the exit hook on this thread
+  ::operator delete(std::exchange(deferred_block, block));
+}
 
 // Iterates a sorted copy of the key list (taken when the iterator was made), walking each
 // key's versions in place. Versions a writer adds later are newer than anything the
@@ -119,7 +118,7 @@ class SortedIterator final : public MemTableRep::Iterator {
       : cmp_(cmp), keys_(keys), frees_itself_(frees_itself) {}
   ~SortedIterator() override {
     delete keys_;
-    if (frees_itself_) deferred_free.Replace(this);
+    if (frees_itself_) DeferFree(this);
   }
 
   bool Valid() const override { return cur_ != nullptr; }
@@ -187,7 +186,7 @@ class SortedIterator final : public MemTableRep::Iterator {
 
   const MemTableRep::KeyComparator& cmp_;
   std::vector<SortedKey>* keys_;  // owned
-  const bool frees_itself_;       // made for RocksDB's arena: see DeferredFree
+  const bool frees_itself_;       // made for RocksDB's arena: see DeferFree
   size_t i_ = 0;
   Version* cur_ = nullptr;
 };
