@@ -270,8 +270,10 @@ class HashMemtable final : public MemTableRep {
         keys->emplace_back(Order(EntryUserKey(v->entry())), v);
       }
     }
+    // Only keys with equal integers read their entries.
     std::sort(keys->begin(), keys->end(), [](const SortedKey& a, const SortedKey& b) {
-      return KeyLess(a, b.first, EntryUserKey(b.second->entry()));
+      if (a.first != b.first) return a.first < b.first;
+      return EntryUserKey(a.second->entry()).compare(EntryUserKey(b.second->entry())) < 0;
     });
     if (arena == nullptr) return new SortedIterator(cmp_, keys, false);
     return new (::operator new(sizeof(SortedIterator))) SortedIterator(cmp_, keys, true);

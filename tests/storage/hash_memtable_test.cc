@@ -10,11 +10,8 @@
 #include <rocksdb/options.h>
 #include <rocksdb/write_batch.h>
 
-#include <unistd.h>
-
 #include <atomic>
 #include <cstdint>
-#include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
@@ -25,17 +22,14 @@
 
 #include <catch2/catch.hpp>
 
+#include "harness.h"
+
 namespace ring::storage {
 namespace {
-
-namespace fs = std::filesystem;
 
 class TestDb {
  public:
   explicit TestDb(size_t buckets) {
-    char tmpl[] = "/tmp/hash_memtable_test.XXXXXX";
-    REQUIRE(mkdtemp(tmpl) != nullptr);
-    dir_ = tmpl;
     rocksdb::Options o;
     o.create_if_missing = true;
     o.memtable_factory = NewHashMemtableFactory(buckets);
@@ -44,20 +38,15 @@ class TestDb {
     o.memtable_whole_key_filtering = true;
     o.memtable_prefix_bloom_size_ratio = 0.02;
     rocksdb::DB* db = nullptr;
-    rocksdb::Status s = rocksdb::DB::Open(o, dir_, &db);
+    rocksdb::Status s = rocksdb::DB::Open(o, dir_.path(), &db);
     REQUIRE(s.ok());
     db_.reset(db);
-  }
-  ~TestDb() {
-    db_.reset();
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
   }
   rocksdb::DB* operator->() { return db_.get(); }
   rocksdb::DB* get() { return db_.get(); }
 
  private:
-  std::string dir_;
+  test::TempDir dir_;  // destroyed after the DB closes
   std::unique_ptr<rocksdb::DB> db_;
 };
 
