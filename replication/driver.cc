@@ -43,9 +43,15 @@ struct Driver::Group {
   NodeId leader = kNoNode;
   struct Pending {
     uint64_t term = 0;
-    ProposeDone done;
+    std::vector<ProposeDone> done;  // one per command of the entry
   };
   std::map<uint64_t, Pending> pending;  // proposals by log index
+  void FailPending(const Status& s) {
+    for (auto& [index, p] : pending) {
+      for (auto& done : p.done) done(s, {});
+    }
+    pending.clear();
+  }
   std::optional<Ready> held;            // taken from the core, not yet durably handled
   // Leader: the image last made for followers, when it was last handed out, and whether
   // a new one is being made. Follower: the leader image being fetched ("" if none).
@@ -344,7 +350,7 @@ void Driver::RemoveGroups(std::vector<std::pair<uint64_t, std::function<void(Sta
     }
     Group& g = *it->second;
     const Status gone = Status::Unavailable("shard " + std::to_string(id) + " moved away from this node; retry");
-    for (auto& [index, p] : g.pending) p.done(gone, {});
+    g.FailPending(gone);
     g.FailReads(gone);
     storage::WriteBatch batch;
     g.log->Destroy(&batch);
@@ -391,8 +397,7 @@ void Driver::Stop() {
   for (auto& [spec, done] : adds) done(Status::Unavailable("node is shutting down"));
   for (auto& [id, done] : removes) done(Status::Unavailable("node is shutting down"));
   for (auto& [id, g] : groups_) {
-    for (auto& [index, p] : g->pending) p.done(Status::Unavailable("node is shutting down"), {});
-    g->pending.clear();
+    g->FailPending(Status::Unavailable("node is shutting down"));
     g->FailReads(Status::Unavailable("node is shutting down"));
   }
 }
@@ -578,6 +583,9 @@ bool Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
     Status s = it->second->core->Step(gm.msg);
     if (!s.ok()) spdlog::debug("group {}: step {}: {}", gm.group, MessageToString(gm.msg), s.ToString());
   }
+  // Membership changes are proposed in turn; data proposals are gathered per group and
+  // proposed in batches after them (their relative order within a group is kept).
+  std::map<Group*, std::vector<Proposal*>> data_proposals;
   for (auto& p : *proposals) {
     auto it = groups_.find(p.group);
     if (it == groups_.end()) {
@@ -585,13 +593,19 @@ bool Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
       continue;
     }
     Group& g = *it->second;
-    auto pos = p.conf_change ? g.core->ProposeConfChange(*p.conf_change) : g.core->Propose(std::move(p.data));
+    if (!p.conf_change) {
+      data_proposals[&g].push_back(&p);
+      continue;
+    }
+    auto pos = g.core->ProposeConfChange(*p.conf_change);
     if (!pos.ok()) {
       p.done(pos.status().WithContext("shard " + std::to_string(p.group)), {});
       continue;
     }
-    g.pending[pos->index] = Group::Pending{pos->term, std::move(p.done)};
+    g.pending[pos->index].term = pos->term;
+    g.pending[pos->index].done.push_back(std::move(p.done));
   }
+  for (auto& [g, props] : data_proposals) ProposeBatched(*g, &props);
 
   // Stage every group's Ready into one batch. Entries this node had already made durable
   // are applied in a separate batch written first, without an fsync: their proposers can
@@ -602,7 +616,7 @@ bool Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
   bool must_sync = false;
   std::vector<Group*> ready;
   std::vector<std::vector<std::any>> results;
-  std::vector<std::vector<const Entry*>> applied_entries;
+  std::vector<std::vector<Command>> applied_entries;
   std::vector<bool> applied_ahead;
   for (auto& [id, gp] : groups_) {
     Group& g = *gp;
@@ -648,12 +662,22 @@ bool Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
     }
     must_sync |= rd.must_sync;
 
-    std::vector<const Entry*> apply;
+    std::vector<Command> apply;
     uint64_t last_applied = base_applied;
     for (const Entry& e : rd.committed_entries) {
       if (e.index <= base_applied) continue;
-      if (e.type == EntryType::kNormal && !e.data.empty()) apply.push_back(&e);
       last_applied = e.index;
+      if (e.type == EntryType::kNormal && !e.data.empty()) apply.push_back(Command{e.index, 0, e.data});
+      if (e.type != EntryType::kBatch) continue;
+      auto commands = DecodeBatch(e.data);
+      if (!commands.ok()) {
+        // Every replica holds the same bytes, so every one skips the same commands; the
+        // proposers (if here) are told, by CompleteApplied.
+        spdlog::error("group {}: entry {}: {}; its commands are skipped", g.id, e.index, commands.status().ToString());
+        continue;
+      }
+      uint32_t position = 0;
+      for (std::string_view c : *commands) apply.push_back(Command{e.index, position++, c});
     }
     // Committed entries are never truncated, so those within the durable log can be
     // applied ahead of it; a snapshot and its follow-ups go with the log write.
@@ -751,8 +775,9 @@ bool Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
       // Proposals the snapshot covers may or may not be in it; a retry is answered from
       // the dedup table that came with it, so say "retry", not "failed".
       for (auto it = g.pending.begin(); it != g.pending.end() && it->first <= g.applied;) {
-        it->second.done(Status::Unavailable("shard " + std::to_string(g.id) +
-                                            ": replaced by the leader's snapshot; retry"), {});
+        for (auto& done : it->second.done) {
+          done(Status::Unavailable("shard " + std::to_string(g.id) + ": replaced by the leader's snapshot; retry"), {});
+        }
         it = g.pending.erase(it);
       }
     }
@@ -820,24 +845,64 @@ bool Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
   return false;
 }
 
-void Driver::CompleteApplied(Group& g, const std::vector<const Entry*>& applied, std::vector<std::any>* results) {
+void Driver::ProposeBatched(Group& g, std::vector<Proposal*>* props) {
+  const size_t n = props->size();
+  for (size_t i = 0; i < n;) {
+    // The longest run from i that fits one batch; empty data (which the core refuses)
+    // and a proposal too big to share go alone.
+    uint64_t bytes = 4 + (*props)[i]->data.size();
+    size_t j = i + 1;
+    while (j < n && !(*props)[i]->data.empty() && !(*props)[j]->data.empty() &&
+           bytes + 4 + (*props)[j]->data.size() <= options_.max_batch_bytes) {
+      bytes += 4 + (*props)[j]->data.size();
+      ++j;
+    }
+    Result<LogPosition> pos = [&] {
+      if (j == i + 1) return g.core->Propose(std::move((*props)[i]->data));
+      std::string data;
+      data.reserve(bytes);
+      for (size_t k = i; k < j; ++k) AppendToBatch(&data, (*props)[k]->data);
+      return g.core->Propose(std::move(data), EntryType::kBatch);
+    }();
+    if (pos.ok()) {
+      Group::Pending& pending = g.pending[pos->index];
+      pending.term = pos->term;
+      for (size_t k = i; k < j; ++k) pending.done.push_back(std::move((*props)[k]->done));
+    } else {
+      const Status s = pos.status().WithContext("shard " + std::to_string(g.id));
+      for (size_t k = i; k < j; ++k) (*props)[k]->done(s, {});
+    }
+    i = j;
+  }
+}
+
+void Driver::CompleteApplied(Group& g, const std::vector<Command>& applied, std::vector<std::any>* results) {
   // Complete proposals: an entry applied at a proposal's index with the proposal's term
-  // is that proposal; anything else there means it was lost to a leader change. Entries
-  // completed already (applied ahead of the log write) are skipped.
-  size_t k = 0;
+  // is that proposal, and its k-th command answers its k-th proposer; anything else there
+  // means it was lost to a leader change. Entries completed already (applied ahead of the
+  // log write) are skipped.
+  size_t next = 0;  // applied[next] is the first command of an entry not yet passed
   for (const Entry& e : g.held->committed_entries) {
-    if (k < applied.size() && applied[k] == &e) ++k;
+    const size_t first = next;
+    while (next < applied.size() && applied[next].index == e.index) ++next;
     if (e.index <= g.applied) continue;
     auto it = g.pending.find(e.index);
     if (it != g.pending.end()) {
-      if (it->second.term == e.term) {
-        std::any result;
-        if (k > 0 && applied[k - 1] == &e && k - 1 < results->size()) result = std::move((*results)[k - 1]);
-        it->second.done(Status::OK(), std::move(result));
-      } else {
-        it->second.done(Status::NotLeader("shard " + std::to_string(g.id) +
-                                          ": leadership changed before the write committed; it was not applied"),
-                        {});
+      auto& dones = it->second.done;
+      for (size_t k = 0; k < dones.size(); ++k) {
+        if (it->second.term != e.term) {
+          dones[k](Status::NotLeader("shard " + std::to_string(g.id) +
+                                     ": leadership changed before the write committed; it was not applied"),
+                   {});
+        } else if (e.type == EntryType::kConfChange) {
+          dones[k](Status::OK(), {});
+        } else if (first + k < next && first + k < results->size()) {
+          dones[k](Status::OK(), std::move((*results)[first + k]));
+        } else {
+          dones[k](Status::Corruption("shard " + std::to_string(g.id) + ": log entry " + std::to_string(e.index) +
+                                      " does not hold this proposal; it was not applied"),
+                   {});
+        }
       }
       g.pending.erase(it);
     }

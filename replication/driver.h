@@ -3,7 +3,9 @@
 // One driver thread owns all of the node's RaftCores (one per shard) and their logs. Each
 // cycle it:
 //   1. takes the inputs queued since the last cycle: peer messages (Deliver), proposals
-//      (Propose), and the ticks that fell due on the monotonic clock;
+//      (Propose), and the ticks that fell due on the monotonic clock; a group's proposals
+//      of one cycle become one kBatch log entry (DriverOptions::max_batch_bytes), so a busy group
+//      costs one entry per cycle, not one per request;
 //   2. collects the Ready of every group that has one and stages ALL of them into ONE
 //      storage WriteBatch: snapshots, log entries, hard states, the state machine's
 //      effects of the committed entries, and each group's applied index;
@@ -70,15 +72,24 @@
 
 namespace ring::replication {
 
+// One proposal's data as the state machine applies it: a kNormal entry's, or one of the
+// commands of a kBatch entry (the proposals of one cycle to one group, in the order they
+// were made).
+struct Command {
+  uint64_t index = 0;     // the entry's log index
+  uint32_t position = 0;  // within a kBatch entry; 0 otherwise
+  std::string_view data;  // never empty; valid during the Apply call
+};
+
 // The application side of a group: turns committed entries into storage writes.
 class StateMachine {
  public:
   virtual ~StateMachine() = default;
-  // Applies `entries` (committed, in order, normal entries with data only) of `group`,
-  // adding their effects to *batch; (*results)[i] is handed to the proposer of
-  // entries[i]. Deterministic: every replica computes the same effects. Driver thread.
-  virtual void Apply(uint64_t group, const std::vector<const Entry*>& entries,
-                     storage::WriteBatch* batch, std::vector<std::any>* results) = 0;
+  // Applies `commands` (committed, in log order) of `group`, adding their effects to
+  // *batch; (*results)[i] is handed to the proposer of commands[i]. Deterministic: every
+  // replica computes the same effects. Driver thread.
+  virtual void Apply(uint64_t group, const std::vector<Command>& commands, storage::WriteBatch* batch,
+                     std::vector<std::any>* results) = 0;
   // Makes an image of `group`'s state as of everything applied so far, for a follower
   // behind our compaction point, and passes it to `done` (any thread, possibly before
   // returning; Unavailable if it cannot be made now). Called on the driver thread, which
@@ -146,6 +157,9 @@ struct DriverOptions {
   // made: a state machine may delete old images' data (SnapshotStore keeps an export at
   // least 10 minutes, and as long as it is being read).
   std::chrono::milliseconds snapshot_reuse{300000};
+  // A cycle's proposals to one group share a kBatch entry of up to this many bytes of
+  // data; a bigger proposal gets an entry of its own. 0 = one entry per proposal.
+  uint64_t max_batch_bytes = 256 << 10;
 };
 
 // Counters for the metrics endpoint. Updated by the driver thread.
@@ -267,9 +281,11 @@ class Driver {
   void PublishLeases(std::chrono::steady_clock::time_point tick_time);
   void PublishStatus();
   void Send(std::map<NodeId, std::vector<GroupMessage>>* outbox);
+  // Proposes the cycle's data proposals to `g`, batched (see step 1 above).
+  void ProposeBatched(Group& g, std::vector<Proposal*>* props);
   // Records `g`'s committed entries (of its held Ready) as applied, answering their
-  // proposers with `results` (the state machine's, for the entries in `applied`).
-  void CompleteApplied(Group& g, const std::vector<const Entry*>& applied, std::vector<std::any>* results);
+  // proposers with `results` (the state machine's, for the commands in `applied`).
+  void CompleteApplied(Group& g, const std::vector<Command>& applied, std::vector<std::any>* results);
   // Opens a group's log, staging a bootstrap into *batch when it is brand new; the core
   // is created by StartGroup once that batch is written.
   // The group's applied index, if opening changes it, goes into *applied (staged with batch).

@@ -15,6 +15,7 @@ namespace {
 // these make a renumbering on either side a compile error rather than silent corruption.
 static_assert(static_cast<int>(pb::RAFT_ENTRY_NORMAL) == static_cast<int>(EntryType::kNormal));
 static_assert(static_cast<int>(pb::RAFT_ENTRY_CONF_CHANGE) == static_cast<int>(EntryType::kConfChange));
+static_assert(static_cast<int>(pb::RAFT_ENTRY_BATCH) == static_cast<int>(EntryType::kBatch));
 static_assert(static_cast<int>(pb::RAFT_PRE_VOTE) == static_cast<int>(MessageType::kPreVote));
 static_assert(static_cast<int>(pb::RAFT_PRE_VOTE_RESP) == static_cast<int>(MessageType::kPreVoteResp));
 static_assert(static_cast<int>(pb::RAFT_VOTE) == static_cast<int>(MessageType::kVote));
@@ -26,7 +27,7 @@ static_assert(static_cast<int>(pb::RAFT_HEARTBEAT_RESP) == static_cast<int>(Mess
 static_assert(static_cast<int>(pb::RAFT_SNAPSHOT) == static_cast<int>(MessageType::kSnapshot));
 static_assert(static_cast<int>(pb::RAFT_TIMEOUT_NOW) == static_cast<int>(MessageType::kTimeoutNow));
 
-constexpr int kMaxEntryType = static_cast<int>(EntryType::kConfChange);
+constexpr int kMaxEntryType = static_cast<int>(EntryType::kBatch);
 constexpr int kMaxMessageType = static_cast<int>(MessageType::kTimeoutNow);
 
 void EncodeIds(const std::vector<NodeId>& ids, google::protobuf::RepeatedField<uint64_t>* out) {

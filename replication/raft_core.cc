@@ -1074,7 +1074,7 @@ Status RaftCore::NotLeaderError() const {
 // ---------------------------------------------------------------------------------------
 // Requests
 
-Result<LogPosition> RaftCore::Propose(std::string data) {
+Result<LogPosition> RaftCore::Propose(std::string data, EntryType type) {
   if (!fatal_.ok()) return fatal_;
   if (role_ != Role::kLeader) return NotLeaderError();
   if (!conf_.IsVoter(id_)) {
@@ -1085,7 +1085,11 @@ Result<LogPosition> RaftCore::Propose(std::string data) {
                         std::to_string(transferee_));
   }
   if (data.empty()) return Status::InvalidArgument("empty proposals are reserved for the leader's no-op");
+  if (type != EntryType::kNormal && type != EntryType::kBatch) {
+    return Status::InvalidArgument("only data entries may be proposed; membership changes use ProposeConfChange");
+  }
   Entry e;
+  e.type = type;
   e.data = std::move(data);
   AppendLocal(std::move(e));
   BroadcastAppend();

@@ -236,10 +236,11 @@ class RaftCore {
   // malformed, e.g. non-consecutive entries; the fatal error once stopped.
   Status Step(const Message& m);
 
-  // Appends `data` to the log. NotLeader (naming the leader if known) on a non-leader;
-  // Busy during a leadership transfer; InvalidArgument for empty data (reserved for the
-  // leader's no-op). OK means appended locally, not committed: watch the position.
-  Result<LogPosition> Propose(std::string data);
+  // Appends `data` to the log, as an entry of `type` (kNormal or kBatch). NotLeader
+  // (naming the leader if known) on a non-leader; Busy during a leadership transfer;
+  // InvalidArgument for empty data (reserved for the leader's no-op) or another type. OK
+  // means appended locally, not committed: watch the position.
+  Result<LogPosition> Propose(std::string data, EntryType type = EntryType::kNormal);
 
   // Proposes one membership change. NotLeader as for Propose; Busy while a previous change
   // is uncommitted, during a transfer, or before the leader committed an entry of its

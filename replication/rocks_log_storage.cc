@@ -80,7 +80,7 @@ Result<Entry> DecodeEntry(uint64_t index, std::string_view bytes) {
     return Status::Corruption("log entry " + std::to_string(index) + " is truncated");
   }
   auto type = static_cast<uint8_t>(bytes[0]);
-  if (type > static_cast<uint8_t>(EntryType::kConfChange)) {
+  if (type > static_cast<uint8_t>(EntryType::kBatch)) {
     return Status::Corruption("log entry " + std::to_string(index) + " has unknown type " + std::to_string(type));
   }
   e.type = static_cast<EntryType>(type);

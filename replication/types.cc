@@ -60,6 +60,27 @@ constexpr uint8_t kConfChangeVersion = 1;
 bool ConfState::IsVoter(NodeId id) const { return Contains(voters, id); }
 bool ConfState::IsLearner(NodeId id) const { return Contains(learners, id); }
 
+void AppendToBatch(std::string* batch, std::string_view command) {
+  const auto n = static_cast<uint32_t>(command.size());
+  for (int i = 0; i < 4; i++) batch->push_back(static_cast<char>((n >> (8 * i)) & 0xff));
+  batch->append(command);
+}
+
+Result<std::vector<std::string_view>> DecodeBatch(std::string_view data) {
+  std::vector<std::string_view> out;
+  while (!data.empty()) {
+    if (data.size() < 4) return Status::Corruption("batch entry: truncated length");
+    uint32_t n = 0;
+    for (int i = 0; i < 4; i++) n |= static_cast<uint32_t>(static_cast<uint8_t>(data[i])) << (8 * i);
+    data.remove_prefix(4);
+    if (n > data.size()) return Status::Corruption("batch entry: command of " + std::to_string(n) +
+                                                   " bytes with " + std::to_string(data.size()) + " left");
+    out.push_back(data.substr(0, n));
+    data.remove_prefix(n);
+  }
+  return out;
+}
+
 std::string EncodeConfChangeEntry(const ConfChangeEntry& cc) {
   std::string out;
   out.push_back(static_cast<char>(kConfChangeVersion));
@@ -139,6 +160,13 @@ std::string EntryToString(const Entry& e) {
     static const char* kNames[] = {"add-voter", "add-learner", "remove"};
     return s + " " + kNames[static_cast<int>(cc->change.type)] + "(" +
            std::to_string(cc->change.node) + ")";
+  }
+  if (e.type == EntryType::kBatch) {
+    auto cmds = DecodeBatch(e.data);
+    if (!cmds.ok()) return s + " batch(?)";
+    s += " batch(";
+    for (size_t i = 0; i < cmds->size(); i++) s += (i ? " " : "") + std::string((*cmds)[i]);
+    return s + ")";
   }
   if (e.data.empty()) return s + " noop";
   return s + " " + e.data;

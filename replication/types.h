@@ -31,6 +31,11 @@ enum class EntryType : uint8_t {
   kNormal = 0,
   // A membership change: data is an encoded ConfChangeEntry (EncodeConfChangeEntry).
   kConfChange = 1,
+  // Several application commands, proposed together: the driver puts all of a cycle's
+  // proposals to one group in one entry, so the log, the peers and the disk handle one
+  // entry where they would handle many. data is their AppendToBatch encoding. The core
+  // treats it exactly like kNormal.
+  kBatch = 2,
 };
 
 struct Entry {
@@ -88,6 +93,11 @@ struct ConfChangeEntry {
   ConfState result;
   friend bool operator==(const ConfChangeEntry&, const ConfChangeEntry&) = default;
 };
+
+// A kBatch entry's data: each command as a 4-byte little-endian length and its bytes.
+void AppendToBatch(std::string* batch, std::string_view command);
+// The commands of a kBatch entry's data, as views into it; Corruption if it is malformed.
+Result<std::vector<std::string_view>> DecodeBatch(std::string_view data);
 
 std::string EncodeConfChangeEntry(const ConfChangeEntry& cc);
 // Corruption if `data` is not a well-formed encoding.

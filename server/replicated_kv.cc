@@ -126,9 +126,9 @@ std::string EncodeCommand(const pb::Request& req, uint64_t now_ms) {
   return out;
 }
 
-void ReplicatedKv::Apply(uint64_t group, const std::vector<const replication::Entry*>& entries,
+void ReplicatedKv::Apply(uint64_t group, const std::vector<replication::Command>& commands,
                          storage::WriteBatch* batch, std::vector<std::any>* results) {
-  results->assign(entries.size(), std::any());
+  results->assign(commands.size(), std::any());
   // Decode every command; find which are duplicates. Records come from the cache, or are
   // loaded once per client.
   if (cached_records_ > kMaxCachedRecords) {
@@ -137,24 +137,24 @@ void ReplicatedKv::Apply(uint64_t group, const std::vector<const replication::En
   }
   auto& cached = records_[group];
   std::map<uint64_t, ClientRecord*> clients;
-  std::vector<KvOp> ops(entries.size());
-  std::vector<int> kind(entries.size(), 0);  // 0 apply, 1 duplicate, 2 refused, 3 same as an earlier entry
-  std::vector<size_t> same_as(entries.size(), 0);
+  std::vector<KvOp> ops(commands.size());
+  std::vector<int> kind(commands.size(), 0);  // 0 apply, 1 duplicate, 2 refused, 3 same as an earlier entry
+  std::vector<size_t> same_as(commands.size(), 0);
   std::map<std::pair<uint64_t, uint64_t>, size_t> in_batch;  // (client, seq) -> first entry
-  std::vector<KvResult> early(entries.size());
-  std::vector<uint64_t> client_of(entries.size(), 0), seq_of(entries.size(), 0);
+  std::vector<KvResult> early(commands.size());
+  std::vector<uint64_t> client_of(commands.size(), 0), seq_of(commands.size(), 0);
   uint64_t newest_ms = 0;
-  // The shard's range as each entry sees it: a split narrows it for the entries after it.
+  // The shard's range as each entry sees it: a split narrows it for the commands after it.
   const std::optional<HashRange> known = CurrentRange(group);
   HashRange range = known.value_or(HashRange{0, 0});
-  std::vector<HashRange> range_at(entries.size());
+  std::vector<HashRange> range_at(commands.size());
   struct Split {
     pb::SplitCommand command;
     HashRange parent, child;
   };
   std::vector<Split> splits;
-  for (size_t i = 0; i < entries.size(); ++i) {
-    std::string_view data = entries[i]->data;
+  for (size_t i = 0; i < commands.size(); ++i) {
+    std::string_view data = commands[i].data;
     size_t pos = 0;
     uint64_t stamp = 0;
     pb::Request req;
@@ -166,7 +166,7 @@ void ReplicatedKv::Apply(uint64_t group, const std::vector<const replication::En
       const pb::SplitCommand& sc = req.split();
       const bool inside = sc.mid() > range.start && (range.end == 0 || sc.mid() < range.end);
       if (!inside || sc.child() == group || sc.founders().empty()) {
-        early[i].status = Status::InvalidArgument("log entry " + std::to_string(entries[i]->index) +
+        early[i].status = Status::InvalidArgument("log entry " + std::to_string(commands[i].index) +
                                                   ": split outside the shard's range or malformed; ignored");
         continue;
       }
@@ -176,7 +176,7 @@ void ReplicatedKv::Apply(uint64_t group, const std::vector<const replication::En
     }
     if (!decoded || !ToOp(req, &ops[i])) {
       kind[i] = 2;
-      early[i].status = Status::Corruption("log entry " + std::to_string(entries[i]->index) + " is not a command");
+      early[i].status = Status::Corruption("log entry " + std::to_string(commands[i].index) + " is not a command");
       continue;
     }
     newest_ms = std::max(newest_ms, stamp);
@@ -214,7 +214,7 @@ void ReplicatedKv::Apply(uint64_t group, const std::vector<const replication::En
 
   // A command for a key a split has given away is refused (unless it was a retry of one
   // applied before the split: that one got its original result above).
-  for (size_t i = 0; i < entries.size() && known; ++i) {
+  for (size_t i = 0; i < commands.size() && known; ++i) {
     if (kind[i] != 0) continue;
     if (const std::string* key = KeyOutside(ops[i], range_at[i])) {
       kind[i] = 2;
@@ -226,7 +226,7 @@ void ReplicatedKv::Apply(uint64_t group, const std::vector<const replication::En
 
   std::vector<const KvOp*> to_apply;
   std::vector<size_t> where;
-  for (size_t i = 0; i < entries.size(); ++i) {
+  for (size_t i = 0; i < commands.size(); ++i) {
     if (kind[i] == 0) {
       to_apply.push_back(&ops[i]);
       where.push_back(i);
@@ -244,7 +244,7 @@ void ReplicatedKv::Apply(uint64_t group, const std::vector<const replication::En
       while (rec.results.size() > kMaxResultsPerClient) rec.results.erase(rec.results.begin());
     }
   }
-  for (size_t i = 0; i < entries.size(); ++i) {
+  for (size_t i = 0; i < commands.size(); ++i) {
     if (kind[i] == 3) final_results[i] = final_results[same_as[i]];
   }
   for (const auto& [client, rec] : clients) {
@@ -253,7 +253,7 @@ void ReplicatedKv::Apply(uint64_t group, const std::vector<const replication::En
   for (const Split& sp : splits) StageSplit(group, sp.command, sp.parent, sp.child, batch);
   // Forget idle clients now and then; the trigger is the log index, so every replica
   // expires the same clients at the same point.
-  if (!entries.empty() && entries.back()->index / 1024 != (entries.front()->index - 1) / 1024 && newest_ms > kClientRetentionMs) {
+  if (!commands.empty() && commands.back().index / 1024 != (commands.front().index - 1) / 1024 && newest_ms > kClientRetentionMs) {
     std::string prefix = ClientPrefix(group);
     std::string end = ClientPrefix(group + 1);
     engine_->Scan(storage::Cf::kMeta, prefix, end, [&](std::string_view key, std::string_view value) {
@@ -271,7 +271,7 @@ void ReplicatedKv::Apply(uint64_t group, const std::vector<const replication::En
       return true;
     }).ok();
   }
-  for (size_t i = 0; i < entries.size(); ++i) (*results)[i] = std::move(final_results[i]);
+  for (size_t i = 0; i < commands.size(); ++i) (*results)[i] = std::move(final_results[i]);
 }
 
 ReplicatedKv::RangeSource ReplicatedKv::UniformRanges(uint32_t count) {

@@ -81,8 +81,8 @@ class ReplicatedKv final : public replication::StateMachine {
   // makes, moves and holds the SST files of this node's shard snapshots.
   ReplicatedKv(storage::Engine* engine, RangeSource ranges, SnapshotStore* snapshots)
       : engine_(engine), snapshots_(snapshots), kv_(engine), ranges_(std::move(ranges)) {}
-  void Apply(uint64_t group, const std::vector<const replication::Entry*>& entries,
-             storage::WriteBatch* batch, std::vector<std::any>* results) override;
+  void Apply(uint64_t group, const std::vector<replication::Command>& commands, storage::WriteBatch* batch,
+             std::vector<std::any>* results) override;
   // A snapshot is the shard's hash range of the data column family and its dedup records
   // in the meta column family, exported as SST files by the SnapshotStore; the image is
   // its manifest. A follower fetches the files, and Restore ingests them, replacing both

@@ -32,16 +32,16 @@ std::shared_ptr<const ClusterMap> MetaStateMachine::Map() const {
   return map_;
 }
 
-void MetaStateMachine::Apply(uint64_t, const std::vector<const replication::Entry*>& entries,
+void MetaStateMachine::Apply(uint64_t, const std::vector<replication::Command>& commands,
                              storage::WriteBatch* batch, std::vector<std::any>* results) {
   ClusterMap map = *Map();
   const uint64_t before = map.version;
   results->clear();
-  for (const replication::Entry* e : entries) {
+  for (const replication::Command& c : commands) {
     MetaResult r;
-    auto change = DecodeChange(e->data);
+    auto change = DecodeChange(c.data);
     if (!change.ok()) {
-      r.status = change.status().WithContext("metadata log entry " + std::to_string(e->index));
+      r.status = change.status().WithContext("metadata log entry " + std::to_string(c.index));
     } else if (auto next = sharding::Apply(map, *change); next.ok()) {
       map = std::move(next).value();
     } else {

@@ -38,7 +38,7 @@ class MetaStateMachine final : public replication::StateMachine {
   // the stored map does not decode.
   static Result<std::unique_ptr<MetaStateMachine>> Open(storage::Engine* engine);
 
-  void Apply(uint64_t group, const std::vector<const replication::Entry*>& entries, storage::WriteBatch* batch,
+  void Apply(uint64_t group, const std::vector<replication::Command>& commands, storage::WriteBatch* batch,
              std::vector<std::any>* results) override;
   void Snapshot(uint64_t group, std::function<void(Result<std::string>)> done) override;
   Status Restore(uint64_t group, std::string_view image, storage::WriteBatch* batch) override;

@@ -5,7 +5,9 @@
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <future>
+#include <map>
 #include <mutex>
+#include <numeric>
 #include <set>
 #include <thread>
 
@@ -17,18 +19,23 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Records every applied entry as data key "a/<group>/<index>" = data; result = index.
+// Records every applied command as data key "a/<group>/<index>[/<position>]" = data
+// (the position only within a batch); result = (index, position).
 // It also keeps a count of applied entries per group ("a/<group>n"), which is not
 // idempotent: an entry applied twice shows as a count above the number of records.
 class RecordingMachine : public StateMachine {
  public:
-  void Apply(uint64_t group, const std::vector<const Entry*>& entries, storage::WriteBatch* batch,
+  void Apply(uint64_t group, const std::vector<Command>& commands, storage::WriteBatch* batch,
              std::vector<std::any>* results) override {
-    for (const Entry* e : entries) {
-      batch->Put(storage::Cf::kData, "a/" + HashPrefix(group) + HashPrefix(e->index), e->data);
-      results->push_back(e->index);
+    for (const Command& c : commands) {
+      if (on_apply) on_apply();
+      batch->Put(storage::Cf::kData, RecordKey(group, c.index, c.position), c.data);
+      results->push_back(std::pair<uint64_t, uint32_t>(c.index, c.position));
     }
-    batch->Put(storage::Cf::kData, CountKey(group), std::to_string(Count(group) + entries.size()));
+    batch->Put(storage::Cf::kData, CountKey(group), std::to_string(Count(group) + commands.size()));
+  }
+  static std::string RecordKey(uint64_t group, uint64_t index, uint32_t position) {
+    return "a/" + HashPrefix(group) + HashPrefix(index) + (position ? HashPrefix(position) : "");
   }
   static std::string CountKey(uint64_t group) { return "a/" + HashPrefix(group) + "n"; }
   uint64_t Count(uint64_t group) const {
@@ -92,6 +99,7 @@ class RecordingMachine : public StateMachine {
   int fetches = 0;
   int restores_durable = 0;
   std::function<void()> on_restore;
+  std::function<void()> on_apply;  // runs on the driver thread, before each command
 };
 
 class Net : public Transport {
@@ -152,9 +160,11 @@ struct Node {
     driver.reset();
     engine.reset();
   }
-  std::optional<std::string> Applied(uint64_t group, uint64_t index) {
+  std::optional<std::string> Applied(uint64_t group, uint64_t index, uint32_t position = 0) {
     std::string v;
-    if (!engine->Get(storage::Cf::kData, "a/" + HashPrefix(group) + HashPrefix(index), &v).ok()) return std::nullopt;
+    if (!engine->Get(storage::Cf::kData, RecordingMachine::RecordKey(group, index, position), &v).ok()) {
+      return std::nullopt;
+    }
     return v;
   }
   NodeId id;
@@ -199,7 +209,7 @@ struct Cluster {
         // waiting for it.
         auto p = std::make_shared<std::promise<std::pair<Status, uint64_t>>>();
         n->driver->Propose(group, data, [p](Status s, std::any r) {
-          p->set_value({s, s.ok() ? std::any_cast<uint64_t>(r) : 0});
+          p->set_value({s, s.ok() ? std::any_cast<std::pair<uint64_t, uint32_t>>(r).first : 0});
         });
         auto f = p->get_future();
         if (f.wait_for(1s) != std::future_status::ready) continue;
@@ -211,12 +221,12 @@ struct Cluster {
     FAIL("no node accepted a proposal to group " << group);
     return 0;
   }
-  bool AllApplied(uint64_t group, uint64_t index, const std::string& data) {
+  bool AllApplied(uint64_t group, uint64_t index, const std::string& data, uint32_t position = 0) {
     auto deadline = std::chrono::steady_clock::now() + 10s;
     while (std::chrono::steady_clock::now() < deadline) {
       bool all = true;
       for (auto& n : nodes) {
-        if (n->driver && n->Applied(group, index) != std::optional<std::string>(data)) all = false;
+        if (n->driver && n->Applied(group, index, position) != std::optional<std::string>(data)) all = false;
       }
       if (all) return true;
       std::this_thread::sleep_for(5ms);
@@ -247,6 +257,65 @@ TEST_CASE("every group elects a leader and replicates proposals to all nodes", "
   }
   for (auto& f : fs) f.wait();
   CHECK(ok.load() == 200);
+}
+
+TEST_CASE("a cycle's proposals to one group share one log entry, and each proposer gets its own command's result",
+          "[replication][driver]") {
+  Cluster c;
+  c.Propose(0, "warm");
+  Node* leader = nullptr;
+  for (auto& n : c.nodes) {
+    if (n->driver->LeaderOf(0) == n->id) leader = n.get();
+  }
+  REQUIRE(leader != nullptr);
+  // The leader's driver thread is held inside Apply while the proposals queue, so its next
+  // cycle takes them all at once.
+  std::promise<void> entered, release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<bool> hold{true};
+  leader->sm.on_apply = [&] {
+    if (hold.exchange(false)) {
+      entered.set_value();
+      released.wait();
+    }
+  };
+  struct Outcome {
+    Status status;
+    std::pair<uint64_t, uint32_t> at;
+  };
+  auto propose = [&](const std::string& data) {
+    auto p = std::make_shared<std::promise<Outcome>>();
+    leader->driver->Propose(0, data, [p](Status s, std::any r) {
+      p->set_value({s, s.ok() ? std::any_cast<std::pair<uint64_t, uint32_t>>(r) : std::pair<uint64_t, uint32_t>()});
+    });
+    return p->get_future();
+  };
+  auto blocker = propose("blocker");
+  entered.get_future().wait();
+  // 40 small proposals, then three of 100 KiB: the batch cap (256 KiB) cuts the run into
+  // [40 small + 2 big] and [1 big].
+  std::vector<std::string> data;
+  std::vector<std::future<Outcome>> outcomes;
+  for (int i = 0; i < 40; ++i) data.push_back("b" + std::to_string(i));
+  for (int i = 0; i < 3; ++i) data.push_back(std::string(100 << 10, static_cast<char>('x' + i)));
+  for (const auto& d : data) outcomes.push_back(propose(d));
+  release.set_value();
+  REQUIRE(blocker.get().status.ok());
+  std::map<uint64_t, std::vector<uint32_t>> positions;  // entry index -> positions answered
+  for (size_t i = 0; i < data.size(); ++i) {
+    Outcome o = outcomes[i].get();
+    REQUIRE(o.status.ok());
+    positions[o.at.first].push_back(o.at.second);
+    CHECK(c.AllApplied(0, o.at.first, data[i], o.at.second));
+  }
+  REQUIRE(positions.size() == 2);
+  std::vector<uint32_t> first_run(42);
+  std::iota(first_run.begin(), first_run.end(), 0u);
+  CHECK(positions.begin()->second == first_run);
+  CHECK(positions.rbegin()->second == std::vector<uint32_t>{0});
+  CHECK(positions.rbegin()->first == positions.begin()->first + 1);
+  // Every replica applied each command once.
+  for (auto& n : c.nodes) CHECK(n->sm.Count(0) == n->sm.Records(0));
 }
 
 TEST_CASE("a crashed node restarts from its log and catches up on what it missed", "[replication][driver]") {

@@ -33,6 +33,10 @@ GroupMessage FullMessage(MessageType type, uint64_t seed) {
   m.entries.push_back(Entry{m.term, m.index + 2, EntryType::kNormal, ""});
   ConfChangeEntry cc{ConfChange{ConfChangeType::kAddLearner, 9}, ConfState{{1, 2, 3}, {9}}};
   m.entries.push_back(Entry{m.term, m.index + 3, EntryType::kConfChange, EncodeConfChangeEntry(cc)});
+  std::string batch;
+  AppendToBatch(&batch, "first");
+  AppendToBatch(&batch, "second");
+  m.entries.push_back(Entry{m.term, m.index + 4, EntryType::kBatch, batch});
   m.commit = 499 + seed;
   m.reject = true;
   m.reject_hint = 450 + seed;

@@ -192,5 +192,26 @@ TEST_CASE("a corrupt log entry is reported, not decoded", "[replication]") {
   CHECK(*d == e);
 }
 
+TEST_CASE("a batch entry's commands decode back as they were appended; malformed batches are Corruption",
+          "[replication]") {
+  std::string batch;
+  const std::vector<std::string> commands = {"a", std::string(300, 'b'), std::string("\0\1", 2)};
+  for (const auto& c : commands) AppendToBatch(&batch, c);
+  auto decoded = DecodeBatch(batch);
+  REQUIRE(decoded.ok());
+  REQUIRE(decoded->size() == commands.size());
+  for (size_t i = 0; i < commands.size(); ++i) CHECK((*decoded)[i] == commands[i]);
+  // It survives the log's own encoding as a kBatch entry.
+  auto e = DecodeEntry(9, EncodeEntry(Entry{2, 9, EntryType::kBatch, batch}));
+  REQUIRE(e.ok());
+  CHECK(e->type == EntryType::kBatch);
+  CHECK(e->data == batch);
+  // A length cut short, and a length that runs past the end.
+  CHECK(DecodeBatch(batch.substr(0, 2)).status().code() == StatusCode::kCorruption);
+  CHECK(DecodeBatch(batch.substr(0, batch.size() - 1)).status().code() == StatusCode::kCorruption);
+  CHECK(DecodeBatch(std::string("\xff\xff\xff\xff", 4)).status().code() == StatusCode::kCorruption);
+  CHECK(DecodeBatch("").value().empty());
+}
+
 }  // namespace
 }  // namespace ring::replication

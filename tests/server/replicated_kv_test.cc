@@ -23,6 +23,13 @@
 namespace ring::server {
 namespace {
 
+// The commands the driver hands the state machine for these (kNormal) entries.
+std::vector<replication::Command> Commands(const std::vector<const replication::Entry*>& entries) {
+  std::vector<replication::Command> out;
+  for (const replication::Entry* e : entries) out.push_back(replication::Command{e->index, 0, e->data});
+  return out;
+}
+
 using Db = test::ScratchEngine;
 using namespace std::chrono_literals;
 
@@ -147,7 +154,7 @@ struct Node {
   void Apply(const std::vector<const replication::Entry*>& entries) {
     storage::WriteBatch batch;
     std::vector<std::any> results;
-    kv->Apply(0, entries, &batch, &results);
+    kv->Apply(0, Commands(entries), &batch, &results);
     REQUIRE(db->Write(batch, false).ok());
   }
   // Puts keys k0..k<n-1> with Noise(i) values (client 7, seqs 1..n).
@@ -260,7 +267,7 @@ std::vector<KvResult> ApplyTo(Node& node, uint64_t group, std::vector<replicatio
   for (auto& e : entries) ptrs.push_back(&e);
   storage::WriteBatch batch;
   std::vector<std::any> results;
-  node.kv->Apply(group, ptrs, &batch, &results);
+  node.kv->Apply(group, Commands(ptrs), &batch, &results);
   REQUIRE(node.db->Write(batch, false).ok());
   std::vector<KvResult> out;
   for (auto& r : results) out.push_back(std::any_cast<KvResult>(r));
@@ -365,7 +372,7 @@ TEST_CASE("a batch that was never written leaves no trace in the dedup table", "
   auto e1 = PutEntry(1, "k1", "v1", 7, 1);
   std::vector<std::any> results;
   storage::WriteBatch lost;
-  n.kv->Apply(0, {&e1}, &lost, &results);
+  n.kv->Apply(0, Commands({&e1}), &lost, &results);
   n.kv->OnWriteFailed();  // the driver's write failed: the same entry comes again
   n.Apply({&e1});
   CHECK(n.Get("k1") == "v1");

@@ -35,11 +35,11 @@ MapChange Split(ShardId shard, uint64_t epoch) {
 
 std::vector<MetaResult> ApplyAll(MetaStateMachine& m, storage::Engine* engine,
                                  const std::vector<replication::Entry>& entries, bool write = true) {
-  std::vector<const replication::Entry*> ptrs;
-  for (const auto& e : entries) ptrs.push_back(&e);
+  std::vector<replication::Command> commands;
+  for (const auto& e : entries) commands.push_back(replication::Command{e.index, 0, e.data});
   storage::WriteBatch batch;
   std::vector<std::any> results;
-  m.Apply(kMetaGroup, ptrs, &batch, &results);
+  m.Apply(kMetaGroup, commands, &batch, &results);
   if (write) REQUIRE(engine->Write(batch, true).ok());
   std::vector<MetaResult> out;
   for (auto& r : results) out.push_back(std::any_cast<MetaResult>(r));
