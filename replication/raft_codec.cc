@@ -134,7 +134,7 @@ void EncodeGroupMessage(GroupMessage gm, pb::RaftMessage* out) {
     pe->set_term(e.term);
     pe->set_index(e.index);
     pe->set_type(static_cast<pb::RaftEntryType>(e.type));
-    pe->set_data(std::move(e.data));
+    pe->set_data(e.data.data(), e.data.size());
   }
   out->set_commit(m.commit);
   out->set_reject(m.reject);

@@ -1031,7 +1031,9 @@ bool RaftCore::QuorumActive() {
 void RaftCore::AppendLocal(Entry e) {
   e.term = term_;
   e.index = LastIndex() + 1;
-  TruncateAndAppend({std::move(e)});
+  std::vector<Entry> one;
+  one.push_back(std::move(e));
+  TruncateAndAppend(std::move(one));
 }
 
 bool RaftCore::CommittedInTerm() const { return TermOrZero(committed_) == term_; }

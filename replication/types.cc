@@ -169,7 +169,7 @@ std::string EntryToString(const Entry& e) {
     return s + ")";
   }
   if (e.data.empty()) return s + " noop";
-  return s + " " + e.data;
+  return s + " " + e.data.str();
 }
 
 std::string ConfStateToString(const ConfState& c) {

@@ -38,11 +38,35 @@ enum class EntryType : uint8_t {
   kBatch = 2,
 };
 
+// An entry's data: immutable, and shared by every copy of the entry. An entry is copied
+// on its way through a node (the core's unstable log, a Ready, the log's staging and
+// cache, committed entries, peer messages); this makes each copy a reference count.
+class Payload {
+ public:
+  Payload() = default;
+  Payload(std::string s)  // NOLINT: implicit, so an Entry is built from a string
+      : p_(s.empty() ? nullptr : std::make_shared<const std::string>(std::move(s))) {}
+  Payload(std::string_view s) : Payload(std::string(s)) {}  // NOLINT
+  Payload(const char* s) : Payload(std::string(s)) {}       // NOLINT
+
+  std::string_view view() const { return p_ ? std::string_view(*p_) : std::string_view(); }
+  std::string str() const { return std::string(view()); }
+  operator std::string_view() const { return view(); }  // NOLINT
+  const char* data() const { return view().data(); }
+  size_t size() const { return p_ ? p_->size() : 0; }
+  bool empty() const { return size() == 0; }
+  char operator[](size_t i) const { return (*p_)[i]; }
+  friend bool operator==(const Payload& a, const Payload& b) { return a.view() == b.view(); }
+
+ private:
+  std::shared_ptr<const std::string> p_;
+};
+
 struct Entry {
   uint64_t term = 0;
   uint64_t index = 0;
   EntryType type = EntryType::kNormal;
-  std::string data;
+  Payload data;
 
   // Approximate size, used for the per-message and per-Ready byte caps.
   uint64_t ByteSize() const { return data.size() + 24; }

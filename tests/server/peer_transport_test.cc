@@ -452,7 +452,7 @@ TEST_CASE("peer transport splits a batch over the frame limit and drops a messag
 
   // One 9 MiB message can never be framed: dropped and counted; the rest still goes.
   std::vector<GroupMessage> huge = MakeBatch(5);
-  huge[0].msg.entries[0].data.assign(9 << 20, 'y');
+  huge[0].msg.entries[0].data = std::string(9 << 20, 'y');
   t.Send(kPeer, huge);
   REQUIRE(WaitUntil([&] { return listener.batch_count() >= 3; }));
   got = listener.batches();

@@ -159,10 +159,10 @@ void InvariantChecker::OnApplied(NodeId id, uint64_t applied_before, const Entry
     return;
   }
   if (e.type != replication::EntryType::kNormal || e.data.empty()) return;
-  auto p = pending_.find(e.data);
+  auto p = pending_.find(e.data.str());
   if (p != pending_.end() && p->second.node == id && p->second.index == e.index &&
       p->second.term == e.term) {
-    acked_[e.data] = e.index;
+    acked_[e.data.str()] = e.index;
     max_acked_index_ = std::max(max_acked_index_, e.index);
     pending_.erase(p);
   }

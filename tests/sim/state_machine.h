@@ -33,7 +33,7 @@ class SimStateMachine {
   void Apply(const replication::Entry& e) {
     applied_index_ = e.index;
     if (e.type == replication::EntryType::kNormal && !e.data.empty()) {
-      commands_.push_back(AppliedCommand{e.index, e.term, e.data});
+      commands_.push_back(AppliedCommand{e.index, e.term, e.data.str()});
     }
   }
 
