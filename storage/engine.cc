@@ -511,6 +511,7 @@ bool HasInsertHint(Cf cf, std::string_view key) {
 
 struct WriteBatch::Rep {
   rocksdb::WriteBatch batch;
+  std::vector<uint64_t> data_hashes;  // BucketHash of each data key written: PrefetchBuckets
   // The first invalid update, if any; Engine::Write refuses the whole batch with it, since
   // a batch is all or nothing.
   std::string error;
@@ -543,6 +544,7 @@ WriteBatch& WriteBatch::operator=(WriteBatch&&) noexcept = default;
 void WriteBatch::Put(Cf cf, std::string_view key, std::string_view value) {
   if (!rep_) rep_ = std::make_unique<Rep>();
   if (!rep_->CheckKey(cf, key)) return;
+  if (cf == Cf::kData) rep_->data_hashes.push_back(BucketHash(key));
   rep_->Note(rep_->batch.Put(CfHandleForBatch(cf), rocksdb::Slice(key.data(), key.size()),
                              rocksdb::Slice(value.data(), value.size())));
 }
@@ -550,6 +552,7 @@ void WriteBatch::Put(Cf cf, std::string_view key, std::string_view value) {
 void WriteBatch::Delete(Cf cf, std::string_view key) {
   if (!rep_) rep_ = std::make_unique<Rep>();
   if (!rep_->CheckKey(cf, key)) return;
+  if (cf == Cf::kData) rep_->data_hashes.push_back(BucketHash(key));
   rep_->Note(rep_->batch.Delete(CfHandleForBatch(cf), rocksdb::Slice(key.data(), key.size())));
 }
 
@@ -576,6 +579,7 @@ void WriteBatch::DeleteRange(Cf cf, std::string_view begin, std::string_view end
 void WriteBatch::Clear() {
   if (!rep_) return;
   rep_->batch.Clear();
+  rep_->data_hashes.clear();
   rep_->error.clear();
 }
 
@@ -679,6 +683,7 @@ struct Engine::Impl {
   std::shared_ptr<rocksdb::Cache> block_cache;
   rocksdb::Options sst_options[kCfCount];  // DB + CF options, for SST writers and readers
   std::unique_ptr<rocksdb::DB> db;
+  std::shared_ptr<rocksdb::MemTableRepFactory> data_memtable;  // the data CF's (hash_memtable.h)
   rocksdb::ColumnFamilyHandle* cfs[kCfCount] = {};
   rocksdb::ColumnFamilyHandle* default_cf = nullptr;
   std::shared_ptr<HealthState> health = std::make_shared<HealthState>();
@@ -747,6 +752,7 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
       HintedCfOptions(Cf::kRaftLog, impl->block_cache, 32u << 20, /*bloom=*/false),
       HintedCfOptions(Cf::kMeta, impl->block_cache, 4u << 20, /*bloom=*/true),
   };
+  impl->data_memtable = cf_options[static_cast<size_t>(Cf::kData)].memtable_factory;
   rocksdb::ColumnFamilyOptions default_options;
   default_options.write_buffer_size = 1u << 20;  // unused, but RocksDB requires it
 
@@ -825,6 +831,7 @@ Status Engine::Write(WriteBatch& batch, bool sync) {
   RETURN_IF_ERROR(impl_->PrepareWrite());
   rocksdb::WriteOptions wo;
   wo.sync = sync;
+  PrefetchBuckets(*impl_->data_memtable, batch.rep_->data_hashes);
   rocksdb::Status s = impl_->db->Write(wo, &batch.rep_->batch);
   if (s.ok()) return impl_->FinishWrite(s, {});
   return impl_->FinishWrite(

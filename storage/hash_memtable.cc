@@ -199,6 +199,7 @@ class HashMemtable final : public MemTableRep {
     buckets_ = reinterpret_cast<std::atomic<Version*>*>(mem);
     for (size_t i = 0; i < buckets; ++i) new (&buckets_[i]) std::atomic<Version*>(nullptr);
   }
+  const void* buckets() const { return buckets_; }
 
   rocksdb::KeyHandle Allocate(const size_t len, char** buf) override {
     Version* v = new (AllocateAligned(sizeof(Version) + len)) Version;
@@ -306,15 +307,32 @@ class HashMemtableFactory final : public rocksdb::MemTableRepFactory {
   explicit HashMemtableFactory(size_t buckets) : buckets_(std::bit_ceil(std::max<size_t>(buckets, 1))) {}
   MemTableRep* CreateMemTableRep(const MemTableRep::KeyComparator& cmp, rocksdb::Allocator* allocator,
                                  const rocksdb::SliceTransform*, rocksdb::Logger*) override {
-    return new HashMemtable(cmp, allocator, buckets_);
+    auto* table = new HashMemtable(cmp, allocator, buckets_);
+    newest_.store(table->buckets(), std::memory_order_relaxed);
+    return table;
   }
   const char* Name() const override { return "ring.HashMemtable"; }
 
+  // Only the address is used, never dereferenced: prefetching memory that was freed
+  // meanwhile is harmless.
+  void Prefetch(const std::vector<uint64_t>& hashes) const {
+    auto* b = static_cast<const std::atomic<Version*>*>(newest_.load(std::memory_order_relaxed));
+    if (b == nullptr) return;
+    for (uint64_t h : hashes) __builtin_prefetch(&b[h & (buckets_ - 1)]);
+  }
+
  private:
   const size_t buckets_;
+  std::atomic<const void*> newest_{nullptr};  // the bucket array of the newest memtable
 };
 
 }  // namespace
+
+void PrefetchBuckets(const rocksdb::MemTableRepFactory& factory, const std::vector<uint64_t>& hashes) {
+  static_cast<const HashMemtableFactory&>(factory).Prefetch(hashes);
+}
+
+uint64_t BucketHash(std::string_view key) { return XXH3_64bits(key.data(), key.size()); }
 
 std::shared_ptr<rocksdb::MemTableRepFactory> NewHashMemtableFactory(size_t buckets) {
   return std::make_shared<HashMemtableFactory>(buckets);

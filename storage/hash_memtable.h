@@ -27,7 +27,10 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
+#include <string_view>
+#include <vector>
 
 namespace rocksdb {
 class MemTableRepFactory;
@@ -38,5 +41,15 @@ namespace ring::storage {
 // `buckets` is rounded up to a power of two; the bucket array (8 bytes each) is allocated
 // from each memtable's arena when the memtable is created.
 std::shared_ptr<rocksdb::MemTableRepFactory> NewHashMemtableFactory(size_t buckets);
+
+// What picks a user key's bucket.
+uint64_t BucketHash(std::string_view key);
+
+// A hint before a write: starts loading the buckets that keys with these hashes fall in,
+// in the newest memtable `factory` (one of NewHashMemtableFactory's) made. RocksDB writes
+// the WAL before it inserts, so by then they are in cache; otherwise every insert begins
+// with a cache miss on an 8 MiB bucket array. Nothing is read, only prefetched: if that
+// memtable was switched or even freed meanwhile, the hint is merely wasted.
+void PrefetchBuckets(const rocksdb::MemTableRepFactory& factory, const std::vector<uint64_t>& hashes);
 
 }  // namespace ring::storage
