@@ -90,27 +90,30 @@ const std::string* KeyOutside(const KvOp& op, const ReplicatedKv::HashRange& r) 
   return nullptr;
 }
 
-bool ToOp(const pb::Request& req, KvOp* op) {
-  switch (req.body_case()) {
+// Moves the mutation out of *req (a decoded command, discarded after).
+bool ToOp(pb::Request* req, KvOp* op) {
+  switch (req->body_case()) {
     case pb::Request::kPut:
       op->kind = KvOp::Kind::kPut;
-      op->key = req.put().key();
-      op->value = req.put().value();
+      op->key = std::move(*req->mutable_put()->mutable_key());
+      op->value = std::move(*req->mutable_put()->mutable_value());
       return true;
     case pb::Request::kDel:
       op->kind = KvOp::Kind::kDelete;
-      op->key = req.del().key();
+      op->key = std::move(*req->mutable_del()->mutable_key());
       return true;
     case pb::Request::kCas:
       op->kind = KvOp::Kind::kCas;
-      op->key = req.cas().key();
-      op->value = req.cas().value();
-      op->expected = req.cas().expected();
-      op->expect_absent = req.cas().expect_absent();
+      op->key = std::move(*req->mutable_cas()->mutable_key());
+      op->value = std::move(*req->mutable_cas()->mutable_value());
+      op->expected = std::move(*req->mutable_cas()->mutable_expected());
+      op->expect_absent = req->cas().expect_absent();
       return true;
     case pb::Request::kBatchPut:
       op->kind = KvOp::Kind::kBatchPut;
-      for (const auto& kv : req.batch_put().pairs()) op->pairs.emplace_back(kv.key(), kv.value());
+      for (auto& kv : *req->mutable_batch_put()->mutable_pairs()) {
+        op->pairs.emplace_back(std::move(*kv.mutable_key()), std::move(*kv.mutable_value()));
+      }
       return true;
     default:
       return false;
@@ -174,7 +177,7 @@ void ReplicatedKv::Apply(uint64_t group, const std::vector<replication::Command>
       range.end = sc.mid();
       continue;  // early[i] stays OK
     }
-    if (!decoded || !ToOp(req, &ops[i])) {
+    if (!decoded || !ToOp(&req, &ops[i])) {
       kind[i] = 2;
       early[i].status = Status::Corruption("log entry " + std::to_string(commands[i].index) + " is not a command");
       continue;
