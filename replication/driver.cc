@@ -46,6 +46,12 @@ struct Driver::Group {
     std::vector<ProposeDone> done;  // one per command of the entry
   };
   std::map<uint64_t, Pending> pending;  // proposals by log index
+  // Where the proposers of the entry proposed at `pos` wait for it.
+  std::vector<ProposeDone>& Await(const LogPosition& pos) {
+    Pending& p = pending[pos.index];
+    p.term = pos.term;
+    return p.done;
+  }
   void FailPending(const Status& s) {
     for (auto& [index, p] : pending) {
       for (auto& done : p.done) done(s, {});
@@ -602,8 +608,7 @@ bool Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
       p.done(pos.status().WithContext("shard " + std::to_string(p.group)), {});
       continue;
     }
-    g.pending[pos->index].term = pos->term;
-    g.pending[pos->index].done.push_back(std::move(p.done));
+    g.Await(*pos).push_back(std::move(p.done));
   }
   for (auto& [g, props] : data_proposals) ProposeBatched(*g, &props);
 
@@ -865,9 +870,8 @@ void Driver::ProposeBatched(Group& g, std::vector<Proposal*>* props) {
       return g.core->Propose(std::move(data), EntryType::kBatch);
     }();
     if (pos.ok()) {
-      Group::Pending& pending = g.pending[pos->index];
-      pending.term = pos->term;
-      for (size_t k = i; k < j; ++k) pending.done.push_back(std::move((*props)[k]->done));
+      auto& waiting = g.Await(*pos);
+      for (size_t k = i; k < j; ++k) waiting.push_back(std::move((*props)[k]->done));
     } else {
       const Status s = pos.status().WithContext("shard " + std::to_string(g.id));
       for (size_t k = i; k < j; ++k) (*props)[k]->done(s, {});

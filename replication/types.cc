@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "common/frame.h"
+
 namespace ring::replication {
 
 namespace {
@@ -61,8 +63,7 @@ bool ConfState::IsVoter(NodeId id) const { return Contains(voters, id); }
 bool ConfState::IsLearner(NodeId id) const { return Contains(learners, id); }
 
 void AppendToBatch(std::string* batch, std::string_view command) {
-  const auto n = static_cast<uint32_t>(command.size());
-  for (int i = 0; i < 4; i++) batch->push_back(static_cast<char>((n >> (8 * i)) & 0xff));
+  AppendFrameHeader(batch, static_cast<uint32_t>(command.size()));
   batch->append(command);
 }
 
@@ -71,7 +72,7 @@ Result<std::vector<std::string_view>> DecodeBatch(std::string_view data) {
   while (!data.empty()) {
     if (data.size() < 4) return Status::Corruption("batch entry: truncated length");
     uint32_t n = 0;
-    for (int i = 0; i < 4; i++) n |= static_cast<uint32_t>(static_cast<uint8_t>(data[i])) << (8 * i);
+    for (int i = 0; i < 4; i++) n = (n << 8) | static_cast<uint8_t>(data[i]);
     data.remove_prefix(4);
     if (n > data.size()) return Status::Corruption("batch entry: command of " + std::to_string(n) +
                                                    " bytes with " + std::to_string(data.size()) + " left");

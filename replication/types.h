@@ -118,7 +118,8 @@ struct ConfChangeEntry {
   friend bool operator==(const ConfChangeEntry&, const ConfChangeEntry&) = default;
 };
 
-// A kBatch entry's data: each command as a 4-byte little-endian length and its bytes.
+// A kBatch entry's data: each command as a frame (common/frame.h: a 4-byte big-endian
+// length, then the bytes).
 void AppendToBatch(std::string* batch, std::string_view command);
 // The commands of a kBatch entry's data, as views into it; Corruption if it is malformed.
 Result<std::vector<std::string_view>> DecodeBatch(std::string_view data);
