@@ -367,6 +367,47 @@ TEST_CASE("an empty shard's snapshot empties the follower's range", "[replicated
   CHECK(p.b.Get("k").find("NotFound") != std::string::npos);
 }
 
+TEST_CASE("the commands of one batch entry are deduplicated one by one: a retry beside its original applies once",
+          "[replicated_kv]") {
+  Node n;
+  auto cas = [](const std::string& k, const std::string& v, uint64_t seq, uint64_t first_incomplete) {
+    pb::Request r;
+    r.mutable_cas()->set_key(k);
+    r.mutable_cas()->set_value(v);
+    r.mutable_cas()->set_expect_absent(true);
+    r.set_client_id(7);
+    r.set_seq(seq);
+    r.set_first_incomplete_seq(first_incomplete);
+    return EncodeCommand(r, 1000);
+  };
+  auto apply = [&](const std::vector<replication::Command>& commands) {
+    storage::WriteBatch batch;
+    std::vector<std::any> results;
+    n.kv->Apply(0, commands, &batch, &results);
+    REQUIRE(n.db->Write(batch, false).ok());
+    std::vector<KvResult> out;
+    for (auto& r : results) out.push_back(std::any_cast<KvResult>(r));
+    return out;
+  };
+  // One kBatch entry (index 5): seq 1, another key's seq 2, and a retry of seq 1. Applied
+  // twice, the retry's "expect absent" would fail.
+  const std::string c1 = cas("k", "first", 1, 1), c2 = cas("j", "other", 2, 1), retry = cas("k", "again", 1, 1);
+  auto r = apply({{5, 0, c1}, {5, 1, c2}, {5, 2, retry}});
+  REQUIRE(r.size() == 3);
+  CHECK(r[0].swapped);
+  CHECK(r[1].swapped);
+  CHECK(r[2].swapped);  // seq 1's result, not a second compare
+  CHECK(n.Get("k") == "first");
+  // A later retry, in another entry, gets the original result from the dedup table; a
+  // seq the client already saw answered is refused.
+  const std::string late = cas("k", "late", 1, 1), stale = cas("k", "stale", 1, 3);
+  r = apply({{6, 0, late}});
+  CHECK(r[0].swapped);
+  r = apply({{7, 0, stale}});
+  CHECK(r[0].status.code() == StatusCode::kInvalidArgument);
+  CHECK(n.Get("k") == "first");
+}
+
 TEST_CASE("a batch that was never written leaves no trace in the dedup table", "[replicated_kv]") {
   Node n;
   auto e1 = PutEntry(1, "k1", "v1", 7, 1);
