@@ -67,6 +67,7 @@ struct Driver::Group {
   std::string fetching;
   std::string restored;  // an image restored by OpenGroup, to report Restored once written
   uint64_t compact_to = 0;              // compaction staged into the next cycle's batch
+  uint64_t appended_bytes = 0;          // entry bytes appended since the last compaction
   int eager_ticks = 0;                  // GroupSpec::campaign: ticks left to campaign on
   bool brand_new = false;               // bootstrapped by this open (Config::brand_new)
   // ReadIndex requests: by context until confirmed, then by index until applied.
@@ -188,6 +189,27 @@ void Driver::CampaignEagerly(Group& g) {
   // A candidate's vote is under way; a pre-candidate whose PreVote found a founder that
   // did not host the group yet asks again.
   if (c.role() == Role::kFollower || c.role() == Role::kPreCandidate) g.core->Campaign().ok();
+}
+
+uint64_t Driver::CompactionPoint(Group& g) const {
+  const uint64_t log_start = g.log->FirstIndex() - 1;
+  uint64_t to = 0;
+  if (g.applied > log_start + options_.compact_after && g.applied > options_.retain) {
+    to = g.applied - options_.retain;  // the log is long: drop it past any straggler
+  }
+  // A lone replica has no straggler to keep a tail for.
+  const ConfState& conf = g.core->conf();
+  const uint64_t tail = conf.voters.size() + conf.learners.size() > 1 ? options_.tail : 0;
+  if (g.appended_bytes >= options_.compact_bytes && g.applied > tail) {
+    uint64_t needed = g.applied - tail;  // what no replica needs any more
+    for (const PeerStatus& p : g.core->Peers()) needed = std::min(needed, p.match);
+    to = std::max(to, needed);
+  }
+  // Not past a snapshot a follower may still be fetching: it continues from the log.
+  if (to > 0 && g.snapshot && Clock::now() - g.snapshot_used < options_.snapshot_hold) {
+    to = std::min(to, g.snapshot->meta.index);
+  }
+  return to > log_start ? to : 0;
 }
 
 Result<Snapshot> Driver::SnapshotFor(Group& g) {
@@ -708,7 +730,9 @@ bool Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
     if (!term.ok() || !conf.ok()) continue;
     mark.meta.term = *term;
     mark.meta.conf = *conf;
-    if (g.log->Compact(mark, &batch).ok()) compacted.push_back(&g);
+    if (!g.log->Compact(mark, &batch).ok()) continue;
+    compacted.push_back(&g);
+    g.appended_bytes = 0;
   }
   if (ready.empty() && compacted.empty()) {
     PublishLeases(last_tick_time_);
@@ -787,6 +811,7 @@ bool Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
       }
     }
     stats_.entries_persisted.fetch_add(rd.entries.size(), std::memory_order_relaxed);
+    for (const Entry& e : rd.entries) g.appended_bytes += e.data.size();
     for (auto& m : rd.messages) {
       NodeId to = m.to;
       outbox[to].push_back(GroupMessage{g.id, std::move(m)});
@@ -826,16 +851,7 @@ bool Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
     }
     g.core->Advance();
     g.held.reset();
-    // Compact when enough applied entries piled up; the next cycle's batch carries it.
-    uint64_t log_start = g.log->FirstIndex() - 1;
-    if (g.applied > log_start + options_.compact_after && g.applied > options_.retain) {
-      g.compact_to = g.applied - options_.retain;
-      // Not past a snapshot a follower may still be fetching: it continues from the log.
-      if (g.snapshot && Clock::now() - g.snapshot_used < options_.snapshot_hold) {
-        g.compact_to = std::min(g.compact_to, g.snapshot->meta.index);
-      }
-      if (g.compact_to <= log_start) g.compact_to = 0;
-    }
+    g.compact_to = CompactionPoint(g);  // the next cycle's batch carries it
   }
   Send(&outbox);
   PublishLeases(last_tick_time_);
@@ -944,8 +960,8 @@ void Driver::PublishStatus() {
   status.reserve(groups_.size());
   for (auto& [id, gp] : groups_) {
     const RaftCore& c = *gp->core;
-    status.push_back(GroupStatus{gp->id, c.leader(), c.role(), c.term(), c.committed(), gp->applied, c.LastIndex(),
-                                 c.conf(), c.Peers()});
+    status.push_back(GroupStatus{gp->id, c.leader(), c.role(), c.term(), c.committed(), gp->applied,
+                                 gp->log->FirstIndex(), c.LastIndex(), c.conf(), c.Peers()});
   }
   std::lock_guard lock(mu_);
   status_ = std::move(status);

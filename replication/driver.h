@@ -145,11 +145,22 @@ struct DriverOptions {
   int election_tick = 10;  // election timeout: 10..19 ticks
   int heartbeat_tick = 1;
   uint64_t seed = 0;  // mixed with node and group ids for election jitter
-  // Log compaction: once a group's log holds more than compact_after applied entries,
-  // everything but the newest `retain` applied entries is dropped. A follower further
-  // behind than that catches up from a snapshot of the state machine instead. While a
-  // snapshot is being sent (handed out within snapshot_hold), the log is not compacted
-  // past it, so a follower that takes long to fetch a big one can continue from the log.
+  // Log compaction. A log is kept only as long as some replica may still need it:
+  //  - every time compact_bytes of entries were appended, a group's log is compacted up to
+  //    what no replica needs any more: its applied index less a tail of `tail` entries
+  //    (for the stragglers of a new leader; none if the group has one replica) and, on a
+  //    leader, no further than what every follower has (the lowest match). In steady
+  //    state a log is then some tens of KiB, dropped before its memtable is flushed, so
+  //    the raftlog column family is rarely written to SST files and compacted.
+  //  - once a log holds more than compact_after applied entries anyway (a follower is
+  //    down or far behind), everything but the newest `retain` applied entries is
+  //    dropped. A follower further behind than that catches up from a snapshot of the
+  //    state machine instead.
+  // While a snapshot is being sent (handed out within snapshot_hold), the log is not
+  // compacted past it, so a follower that takes long to fetch a big one can continue from
+  // the log.
+  uint64_t compact_bytes = 64 << 10;
+  uint64_t tail = 64;
   uint64_t compact_after = 20000;
   uint64_t retain = 10000;
   std::chrono::milliseconds snapshot_hold{60000};
@@ -188,6 +199,7 @@ struct GroupStatus {
   uint64_t term = 0;
   uint64_t commit = 0;
   uint64_t applied = 0;
+  uint64_t first_index = 0;        // the log's first entry (everything before is compacted)
   uint64_t last_index = 0;
   ConfState conf;                  // the configuration in force (newest in the log)
   std::vector<PeerStatus> peers;   // the leader's view of every other replica; empty on followers
@@ -294,6 +306,8 @@ class Driver {
   Status StartGroup(Group& g);
   // GroupSpec::campaign: campaigns while the group has no leader and ticks are left.
   void CampaignEagerly(Group& g);
+  // Where the log of `g` may be compacted to now (DriverOptions, "Log compaction"), or 0.
+  uint64_t CompactionPoint(Group& g) const;
   void AddGroups(std::vector<std::pair<GroupSpec, std::function<void(Status)>>>* adds);
   // The snapshot a follower of `g` needs: the ready image, or Unavailable while one is made.
   Result<Snapshot> SnapshotFor(Group& g);

@@ -121,9 +121,17 @@ class Net : public Transport {
   std::set<NodeId> down;
 };
 
+// DriverOptions' log compaction settings.
+struct Compaction {
+  uint64_t after = 20000;
+  uint64_t retain = 10000;
+  uint64_t bytes = 64 << 10;
+  uint64_t tail = 64;
+};
+
 struct Node {
-  Node(NodeId id, Net* net, const std::string& dir, uint64_t compact_after = 20000, uint64_t retain = 10000)
-      : id(id), dir(dir), compact_after(compact_after), retain(retain) {
+  Node(NodeId id, Net* net, const std::string& dir, Compaction compaction = {})
+      : id(id), dir(dir), compaction(compaction) {
     link.net = net;
     link.from = id;
     Open(net);
@@ -143,8 +151,10 @@ struct Node {
     d.tick_interval = 5ms;
     d.election_tick = 10;
     d.seed = 7;
-    d.compact_after = compact_after;
-    d.retain = retain;
+    d.compact_after = compaction.after;
+    d.retain = compaction.retain;
+    d.compact_bytes = compaction.bytes;
+    d.tail = compaction.tail;
     sm.engine = engine.get();
     auto drv = Driver::Start(d, engine.get(), &link, &sm);
     REQUIRE(drv.ok());
@@ -169,7 +179,7 @@ struct Node {
   }
   NodeId id;
   std::string dir;
-  uint64_t compact_after, retain;
+  Compaction compaction;
   Net::Link link;
   RecordingMachine sm;
   std::shared_ptr<storage::DiskFaults> faults = std::make_shared<storage::DiskFaults>();
@@ -188,11 +198,11 @@ Status Call(Start&& start) {
 }
 
 struct Cluster {
-  explicit Cluster(uint64_t compact_after = 20000, uint64_t retain = 10000) {
+  explicit Cluster(Compaction compaction = {}) {
     char tmpl[] = "/tmp/ringdrv-XXXXXX";
     root = mkdtemp(tmpl);
     for (NodeId id = 1; id <= 3; ++id) {
-      nodes.push_back(std::make_unique<Node>(id, &net, root + "/n" + std::to_string(id), compact_after, retain));
+      nodes.push_back(std::make_unique<Node>(id, &net, root + "/n" + std::to_string(id), compaction));
     }
   }
   ~Cluster() {
@@ -333,8 +343,72 @@ TEST_CASE("a crashed node restarts from its log and catches up on what it missed
   CHECK(c.nodes[2]->Applied(0, first) == std::optional<std::string>("before"));
 }
 
+TEST_CASE("a log is compacted as far as every replica has it, and no further while one is down",
+          "[replication][driver]") {
+  Cluster c(Compaction{.bytes = 256, .tail = 2});
+  auto status = [](Node& n) {
+    for (const GroupStatus& s : n.driver->Groups()) {
+      if (s.group == 0) return s;
+    }
+    FAIL("group 0 is not hosted on node " << n.id);
+    return GroupStatus{};
+  };
+  auto propose = [&](const std::string& prefix, int n) {
+    std::pair<uint64_t, std::string> last;
+    for (int i = 0; i < n; ++i) {
+      std::string d = prefix + std::to_string(i) + std::string(60, '.');
+      last = {c.Propose(0, d), d};
+    }
+    REQUIRE(c.AllApplied(0, last.first, last.second));
+    return last.first;
+  };
+  auto wait_for = [](auto&& done) {
+    auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (!done() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(5ms);
+    return done();
+  };
+
+  // Steady state: every replica keeps only a short tail behind what it applied (the old
+  // rule alone, 20,000 entries, would keep all of them).
+  uint64_t last = propose("steady", 40);
+  for (auto& n : c.nodes) {
+    CHECK(wait_for([&] { return status(*n).first_index > last - 20; }));
+    GroupStatus s = status(*n);
+    CHECK(s.first_index - 1 <= s.applied - 2);  // never into the tail
+  }
+
+  // A follower goes down: the leader keeps every entry after the last it had, so it
+  // catches up from the log when it returns; the other follower does not wait for it.
+  Node* leader = nullptr;
+  for (auto& n : c.nodes) {
+    if (n->driver->LeaderOf(0) == n->id) leader = n.get();
+  }
+  REQUIRE(leader != nullptr);
+  const uint64_t term = status(*leader).term;
+  Node* down = c.nodes[0].get() == leader ? c.nodes[1].get() : c.nodes[0].get();
+  Node* up = nullptr;
+  for (auto& n : c.nodes) {
+    if (n.get() != leader && n.get() != down) up = n.get();
+  }
+  REQUIRE(wait_for([&] { return status(*down).applied >= last; }));  // its status is current
+  const uint64_t down_last = status(*down).last_index;
+  down->Crash(&c.net);
+  last = propose("missed", 40);
+  CHECK(wait_for([&] { return status(*up).first_index > down_last + 1; }));
+  CHECK(status(*leader).first_index <= down_last + 1);
+
+  down->Open(&c.net);
+  CHECK(c.AllApplied(0, last, "missed39" + std::string(60, '.')));
+  if (status(*leader).term == term) {  // the same leader served the catch-up
+    CHECK(down->driver->stats().snapshots_installed.load() == 0);
+  }
+  // Once it has everything, the leader compacts again.
+  last = propose("after", 20);
+  CHECK(wait_for([&] { return status(*leader).first_index > last - 20; }));
+}
+
 TEST_CASE("a node behind the leaders' compacted logs catches up from a state snapshot", "[replication][driver]") {
-  Cluster c(/*compact_after=*/20, /*retain=*/5);
+  Cluster c(Compaction{.after = 20, .retain = 5});
   uint64_t first = c.Propose(0, "before");
   REQUIRE(c.AllApplied(0, first, "before"));
   c.nodes[2]->Crash(&c.net);
@@ -361,7 +435,7 @@ TEST_CASE("a node behind the leaders' compacted logs catches up from a state sna
 
 TEST_CASE("a snapshot whose data lives elsewhere is fetched before Raft installs it, and a crash mid-install is redone",
           "[replication][driver]") {
-  Cluster c(/*compact_after=*/20, /*retain=*/5);
+  Cluster c(Compaction{.after = 20, .retain = 5});
   for (auto& n : c.nodes) n->sm.remote = true;
   uint64_t first = c.Propose(0, "before");
   REQUIRE(c.AllApplied(0, first, "before"));
