@@ -146,9 +146,17 @@ std::string FormatKey(uint64_t i) {
 }
 
 void FormatKey(uint64_t i, std::string* out) {
-  char buf[32];
-  int n = std::snprintf(buf, sizeof buf, "key:%010llu", static_cast<unsigned long long>(i));
-  out->assign(buf, static_cast<size_t>(n));
+  // "key:" and at least 10 digits, zero-padded (printf's "key:%010llu", without its cost:
+  // it was 5% of ringbench's CPU).
+  char digits[20];
+  size_t n = 0;
+  do {
+    digits[n++] = static_cast<char>('0' + i % 10);
+    i /= 10;
+  } while (i > 0);
+  out->assign("key:");
+  out->append(n < 10 ? 10 - n : 0, '0');
+  while (n > 0) out->push_back(digits[--n]);
 }
 
 // --- ZipfianGenerator ------------------------------------------------------------------

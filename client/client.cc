@@ -6,19 +6,23 @@
 // only on it. Public methods encode the request on the caller's thread and post it over.
 #include "ring/client.h"
 
+#include <algorithm>
 #include <deque>
 #include <future>
 #include <list>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <unordered_map>
+#include <vector>
 
 #include "common/asio.h"
 #include "common/endpoint.h"
 #include "common/frame.h"
 #include "common/keyspace.h"
 #include "common/limits.h"
+#include "client/timer_heap.h"
 #include "proto/ring.pb.h"
 #include "proto/wire.h"
 
@@ -45,12 +49,11 @@ struct Call {
   Conn* conn = nullptr;  // where it is queued or in flight
   bool sent = false;     // bytes handed to the socket at least once
   bool pinned = false;   // only this node may serve it (NodeStatus of a named node)
-  bool registered = false;  // in calls_ and deadlines_
+  bool registered = false;  // in calls_, with its deadline in deadlines_
   bool redirected = false;  // `node` was named by the last reply: go there, not to the cache
   bool attempt_armed = false;
-  std::multimap<Clock::time_point, Call*>::iterator attempt_it;
+  uint64_t attempt_arm = 0;  // which of its entries in attempts_ is current
   bool finished = false;
-  std::multimap<Clock::time_point, Call*>::iterator deadline_it;
 };
 using CallPtr = std::shared_ptr<Call>;
 
@@ -81,13 +84,33 @@ class Client::Impl {
   void OnReply(const CallPtr& call, pb::Response* resp);
   // Starts (or restarts) the attempt timer of a call just written to a connection.
   void ArmAttempt(Call* call) {
-    if (call->attempt_armed) attempts_.erase(call->attempt_it);
-    call->attempt_it = attempts_.emplace(Clock::now() + options_.attempt_timeout, call);
+    if (!call->attempt_armed) ++attempts_live_;
     call->attempt_armed = true;
+    attempts_.Push({Clock::now() + options_.attempt_timeout, call->id, ++call->attempt_arm}, attempts_live_,
+                   [this](const TimerHeap::Entry& e) { return LiveAttempt(e) != nullptr; });
   }
   void DisarmAttempt(Call* call) {
-    if (call->attempt_armed) attempts_.erase(call->attempt_it);
+    if (call->attempt_armed) --attempts_live_;
     call->attempt_armed = false;
+  }
+  // The call whose current attempt timer `e` is, or null.
+  Call* LiveAttempt(const TimerHeap::Entry& e) const {
+    auto it = calls_.find(e.id);
+    if (it == calls_.end() || !it->second->attempt_armed || it->second->attempt_arm != e.arm) return nullptr;
+    return it->second.get();
+  }
+  // Puts a call on the books (calls_, its deadline) or takes it off.
+  void Register(const CallPtr& call) {
+    calls_.emplace(call->id, call);
+    call->registered = true;
+    deadlines_.Push({call->deadline, call->id, 0}, calls_.size(),
+                    [this](const TimerHeap::Entry& e) { return calls_.count(e.id) > 0; });
+  }
+  void Unregister(Call* call) {
+    DisarmAttempt(call);
+    if (!call->registered) return;
+    calls_.erase(call->id);
+    call->registered = false;
   }
   // Drops cached shard leaderships of node `node` (its connection failed).
   void ForgetLeader(size_t node) {
@@ -138,8 +161,9 @@ class Client::Impl {
   std::vector<std::vector<std::unique_ptr<Conn>>> pools_;  // per node
   std::vector<size_t> rr_;                                // round-robin cursor per node
   std::unordered_map<uint64_t, CallPtr> calls_;           // every unfinished call
-  std::multimap<Clock::time_point, Call*> deadlines_;
-  std::multimap<Clock::time_point, Call*> attempts_;  // per-send deadlines (attempt_timeout)
+  TimerHeap deadlines_;  // of the calls in calls_
+  TimerHeap attempts_;   // per-send deadlines (attempt_timeout)
+  size_t attempts_live_ = 0;
   bool closing_ = false;
   std::thread thread_;
 };
@@ -391,9 +415,7 @@ void Client::Impl::SubmitPinned(pb::Request req, size_t node, const CallOptions&
   call->node = node;
   call->pinned = true;
   if (closing_) return Finish(call, Status::Unavailable("client closed"), nullptr);
-  calls_.emplace(call->id, call);
-  call->deadline_it = deadlines_.emplace(call->deadline, call.get());
-  call->registered = true;
+  Register(call);
   Dispatch(call);
 }
 
@@ -408,10 +430,8 @@ void Client::Impl::Submit(pb::Request req, bool mutation, const CallOptions& opt
                        Clock::now() + timeout, std::move(done));
   asio::post(io_, [this, call = std::move(call)] {
     if (closing_) return Finish(call, Status::Unavailable("client closed"), nullptr);
-    calls_.emplace(call->id, call);
-    call->deadline_it = deadlines_.emplace(call->deadline, call.get());
-    call->registered = true;
-    if (call->mutation) open_seqs_.insert(call->request.seq());
+    Register(call);
+    if (call->mutation) open_seqs_.insert(open_seqs_.end(), call->request.seq());
     Dispatch(call);
   });
 }
@@ -440,12 +460,7 @@ std::string_view RoutingKey(const pb::Request& r) {
 // Reads need no atomicity across shards, so this is invisible to the caller.
 void Client::Impl::SplitBatchGet(const CallPtr& parent, std::map<ShardId, std::vector<int>> parts) {
   // The parent leaves the books; its parts carry its deadline.
-  DisarmAttempt(parent.get());
-  if (parent->registered) {
-    calls_.erase(parent->id);
-    deadlines_.erase(parent->deadline_it);
-    parent->registered = false;
-  }
+  Unregister(parent.get());
   if (parent->conn) parent->conn->Forget(parent->id);
   parent->conn = nullptr;
   struct Gather {
@@ -477,9 +492,7 @@ void Client::Impl::SplitBatchGet(const CallPtr& parent, std::map<ShardId, std::v
                            if (gather->error.ok()) Finish(parent, Status::OK(), &gather->merged);
                            else Finish(parent, gather->error, nullptr);
                          });
-    calls_.emplace(part->id, part);
-    part->deadline_it = deadlines_.emplace(part->deadline, part.get());
-    part->registered = true;
+    Register(part);
     Dispatch(part);
   }
 }
@@ -608,12 +621,8 @@ void Client::Impl::Retry(const CallPtr& call, const std::string& why, bool immed
 void Client::Impl::Finish(const CallPtr& call, Status s, pb::Response* resp) {
   if (call->finished) return;
   call->finished = true;
-  DisarmAttempt(call.get());
-  if (call->registered) {
-    calls_.erase(call->id);
-    deadlines_.erase(call->deadline_it);
-    if (call->mutation) open_seqs_.erase(call->request.seq());
-  }
+  if (call->registered && call->mutation) open_seqs_.erase(call->request.seq());
+  Unregister(call.get());
   if (call->conn) call->conn->Forget(call->id);
   auto done = std::move(call->done);
   done(std::move(s), resp);
@@ -622,13 +631,11 @@ void Client::Impl::Finish(const CallPtr& call, Status s, pb::Response* resp) {
 void Client::Impl::Sweep() {
   auto now = Clock::now();
   // Sends that went unanswered too long: presume the node stuck and try another.
-  while (!attempts_.empty() && attempts_.begin()->first <= now) {
-    Call* raw = attempts_.begin()->second;
-    attempts_.erase(attempts_.begin());
-    raw->attempt_armed = false;
-    auto it = calls_.find(raw->id);
-    if (it == calls_.end()) continue;
-    CallPtr call = it->second;
+  while (auto e = attempts_.PopDue(now)) {
+    Call* raw = LiveAttempt(*e);
+    if (raw == nullptr) continue;  // answered, or sent again since
+    DisarmAttempt(raw);
+    CallPtr call = calls_.at(raw->id);
     std::string why = "no reply within " + std::to_string(options_.attempt_timeout.count()) + " ms";
     if (call->conn) {
       why += " from " + call->conn->endpoint.ToString();
@@ -639,9 +646,10 @@ void Client::Impl::Sweep() {
     call->redirected = false;
     Retry(call, why, /*immediately=*/true);
   }
-  while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
-    Call* raw = deadlines_.begin()->second;
-    CallPtr call = calls_.at(raw->id);
+  while (auto e = deadlines_.PopDue(now)) {
+    auto it = calls_.find(e->id);
+    if (it == calls_.end()) continue;  // finished already
+    CallPtr call = it->second;
     std::string what = call->mutation ? "; the write may or may not have been applied" : "";
     Finish(call, Status::Timeout("no reply within the deadline" + what), nullptr);
   }

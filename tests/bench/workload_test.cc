@@ -257,6 +257,8 @@ TEST_CASE("keys are named key: and ten digits", "[bench]") {
   std::string buf = "something long that gets replaced";
   FormatKey(1234567890, &buf);
   REQUIRE(buf == "key:1234567890");
+  FormatKey(UINT64_MAX, &buf);  // more than ten digits: all of them, unpadded
+  REQUIRE(buf == "key:18446744073709551615");
 }
 
 }  // namespace ring::bench
