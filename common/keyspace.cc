@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cassert>
 
+#include "common/coding.h"
+
 namespace ring {
 
 std::string_view HashTag(std::string_view key) {
@@ -21,22 +23,15 @@ uint64_t KeyHash(std::string_view key) {
 }
 
 std::string HashPrefix(uint64_t hash) {
-  std::string out(8, '\0');
-  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(hash >> (56 - 8 * i));
+  std::string out;
+  AppendBe64(&out, hash);
   return out;
 }
 
-bool ReadBe64(std::string_view in, size_t* pos, uint64_t* v) {
-  if (*pos > in.size() || in.size() - *pos < 8) return false;
-  uint64_t x = 0;
-  for (int i = 0; i < 8; ++i) x = (x << 8) | static_cast<unsigned char>(in[*pos + i]);
-  *pos += 8;
-  *v = x;
-  return true;
-}
-
 std::string DataKey(std::string_view key) {
-  std::string out = HashPrefix(KeyHash(key));
+  std::string out;
+  out.reserve(8 + key.size());
+  AppendBe64(&out, KeyHash(key));
   out.append(key.data(), key.size());
   return out;
 }

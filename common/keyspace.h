@@ -32,9 +32,6 @@ uint64_t KeyHash(std::string_view key);
 std::string DataKey(std::string_view key);
 // be64(hash): the first storage key of any key with that hash or above.
 std::string HashPrefix(uint64_t hash);
-// Reads the be64 at *pos (HashPrefix's encoding) into *v and advances *pos; false, with
-// nothing read, if fewer than 8 bytes remain.
-bool ReadBe64(std::string_view in, size_t* pos, uint64_t* v);
 
 // An ordered set of shards covering the whole hash space. Shard ids need not follow the
 // ranges' order (a split gives the upper half a new id).

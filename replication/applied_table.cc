@@ -1,5 +1,6 @@
 #include "replication/applied_table.h"
 
+#include "common/coding.h"
 #include "common/keyspace.h"
 
 namespace ring::replication {
@@ -58,8 +59,8 @@ Status AppliedTable::Stage(const Changes& changes, storage::WriteBatch* batch) {
     std::string v;
     v.reserve(next.size() * 16);
     for (const auto& [group, index] : next) {
-      v += HashPrefix(group);
-      v += HashPrefix(index);
+      AppendBe64(&v, group);
+      AppendBe64(&v, index);
     }
     if (v.empty()) {
       batch->Delete(storage::Cf::kMeta, ChunkKey(chunk * kChunk));

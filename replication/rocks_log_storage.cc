@@ -1,33 +1,33 @@
 #include "replication/rocks_log_storage.h"
 
+#include "common/coding.h"
 #include "common/keyspace.h"
 
 namespace ring::replication {
 
 namespace {
 
-void PutBe64(std::string* out, uint64_t v) { out->append(HashPrefix(v)); }
 
 std::string GroupPrefix(uint64_t group) { return HashPrefix(group); }
 
 std::string MetaKey(uint64_t group, const char* what) {
   std::string k = "rl/";
-  PutBe64(&k, group);
+  AppendBe64(&k, group);
   k += what;
   return k;
 }
 
 std::string EncodeHardState(const HardState& hs) {
   std::string out;
-  PutBe64(&out, hs.term);
-  PutBe64(&out, hs.vote);
-  PutBe64(&out, hs.commit);
+  AppendBe64(&out, hs.term);
+  AppendBe64(&out, hs.vote);
+  AppendBe64(&out, hs.commit);
   return out;
 }
 
 void EncodeIds(const std::vector<NodeId>& ids, std::string* out) {
-  PutBe64(out, ids.size());
-  for (NodeId id : ids) PutBe64(out, id);
+  AppendBe64(out, ids.size());
+  for (NodeId id : ids) AppendBe64(out, id);
 }
 
 bool DecodeIds(std::string_view in, size_t* pos, std::vector<NodeId>* ids) {
@@ -44,8 +44,8 @@ bool DecodeIds(std::string_view in, size_t* pos, std::vector<NodeId>* ids) {
 
 std::string EncodeSnapshot(const Snapshot& s) {
   std::string out;
-  PutBe64(&out, s.meta.index);
-  PutBe64(&out, s.meta.term);
+  AppendBe64(&out, s.meta.index);
+  AppendBe64(&out, s.meta.term);
   EncodeIds(s.meta.conf.voters, &out);
   EncodeIds(s.meta.conf.learners, &out);
   out += s.data;
@@ -68,7 +68,7 @@ std::string EncodeEntry(const Entry& e) {
   std::string out;
   out.reserve(9 + e.data.size());
   out.push_back(static_cast<char>(e.type));
-  PutBe64(&out, e.term);
+  AppendBe64(&out, e.term);
   out += e.data;
   return out;
 }
@@ -91,7 +91,7 @@ Result<Entry> DecodeEntry(uint64_t index, std::string_view bytes) {
 
 std::string RocksLogStorage::EntryKey(uint64_t index) const {
   std::string k = GroupPrefix(group_);
-  PutBe64(&k, index);
+  AppendBe64(&k, index);
   return k;
 }
 

@@ -1,5 +1,6 @@
 #include "server/kv_state_machine.h"
 
+#include <algorithm>
 #include <unordered_map>
 
 #include "common/keyspace.h"
@@ -8,11 +9,17 @@ namespace ring::server {
 
 void KvStateMachine::Apply(const std::vector<const KvOp*>& ops, storage::WriteBatch* batch,
                            std::vector<KvResult>* results) {
-  // Values written earlier in this batch, by storage key; nullopt = deleted.
-  std::unordered_map<std::string, std::optional<std::string>> overlay;
+  // Values written earlier in this batch, by storage key (nullopt = deleted), for the
+  // reads of later Deletes and CASes; views of the ops' values, which outlive the call.
+  // A batch without reads (all Puts) needs none.
+  const bool reads = std::any_of(ops.begin(), ops.end(), [](const KvOp* op) {
+    return op->kind == KvOp::Kind::kDelete || op->kind == KvOp::Kind::kCas;
+  });
+  std::unordered_map<std::string, std::optional<std::string_view>> overlay;
   auto read = [&](const std::string& dkey, std::optional<std::string>* out) -> Status {
     if (auto it = overlay.find(dkey); it != overlay.end()) {
-      *out = it->second;
+      if (it->second) *out = std::string(*it->second);
+      else out->reset();
       return Status::OK();
     }
     std::string v;
@@ -24,7 +31,7 @@ void KvStateMachine::Apply(const std::vector<const KvOp*>& ops, storage::WriteBa
   };
   auto write = [&](std::string dkey, std::string_view value) {
     batch->Put(storage::Cf::kData, dkey, value);
-    overlay[std::move(dkey)] = std::string(value);
+    if (reads) overlay[std::move(dkey)] = value;
   };
 
   results->assign(ops.size(), KvResult{});
@@ -46,7 +53,7 @@ void KvStateMachine::Apply(const std::vector<const KvOp*>& ops, storage::WriteBa
         r.existed = cur.has_value();
         if (r.existed) {
           batch->Delete(storage::Cf::kData, dkey);
-          overlay[std::move(dkey)] = std::nullopt;
+          overlay[std::move(dkey)] = std::nullopt;  // (a Delete: reads is true)
         }
         break;
       }

@@ -4,10 +4,10 @@
 // per mutation. It reads the current values it needs (CAS, Delete) from the engine, through
 // an overlay of the earlier mutations in the same list, so a list behaves exactly as if its
 // mutations ran one by one. Apply() is deterministic given the engine's contents: that is
-// what lets the replication log (issue: replication) feed it committed entries in the same
-// order on every replica. Today the single-node CommitPipeline feeds it directly.
+// what lets the replication log feed it committed entries in the same order on every
+// replica (ReplicatedKv does, adding exactly-once and splits).
 //
-// Thread-safety: Apply() must be called by one thread at a time (the commit thread); the
+// Thread-safety: Apply() must be called by one thread at a time (the driver thread); the
 // engine may serve reads concurrently.
 #pragma once
 

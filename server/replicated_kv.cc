@@ -3,6 +3,7 @@
 #include <map>
 #include <set>
 
+#include "common/coding.h"
 #include "common/keyspace.h"
 #include "proto/ring.pb.h"
 
@@ -10,32 +11,42 @@ namespace ring::server {
 
 namespace {
 
-void PutU64(std::string* out, uint64_t v) { out->append(HashPrefix(v)); }
-
 // A shard's dedup records are the meta keys "x/" be64(group) be64(client): one range.
 std::string ClientPrefix(uint64_t group) { return "x/" + HashPrefix(group); }
 
 std::string ClientKey(uint64_t group, uint64_t client) {
   std::string k = ClientPrefix(group);
-  PutU64(&k, client);
+  AppendBe64(&k, client);
   return k;
 }
+
+// Record and result encodings. A record is rewritten with every batch of its client's
+// writes to its shard, so it is kept small.
+//   version 1: byte 1, varint last_active_ms, varint count, then per result: varint seq
+//              (the first absolute, then the difference from the previous one), varint
+//              length, the result: byte status code, byte flags (1 existed, 2 swapped,
+//              4 current follows), varint message length, message, current value.
+//   version 0 (written before version 1; its first byte, the top byte of a be64
+//              millisecond time, is always 0): be64 last_active_ms, be64 count, then per
+//              result be64 seq, be64 length, the result, with its message length as be64.
+// Records are read in either version and always written in version 1.
+constexpr char kRecordV1 = 1;
 
 std::string EncodeResult(const KvResult& r) {
   std::string out;
   out.push_back(static_cast<char>(r.status.code()));
   out.push_back(static_cast<char>((r.existed ? 1 : 0) | (r.swapped ? 2 : 0) | (r.current ? 4 : 0)));
-  PutU64(&out, r.status.message().size());
+  AppendVarint(&out, r.status.message().size());
   out += r.status.message();
   if (r.current) out += *r.current;
   return out;
 }
 
-KvResult DecodeResult(std::string_view in) {
+KvResult DecodeResult(std::string_view in, bool v1 = true) {
   KvResult r;
   size_t pos = 2;
   uint64_t mlen = 0;
-  if (in.size() < 2 || !ReadBe64(in, &pos, &mlen) || in.size() < pos + mlen) {
+  if (in.size() < 2 || !(v1 ? ReadVarint(in, &pos, &mlen) : ReadBe64(in, &pos, &mlen)) || in.size() - pos < mlen) {
     r.status = Status::Corruption("dedup record is truncated");
     return r;
   }
@@ -52,24 +63,33 @@ KvResult DecodeResult(std::string_view in) {
 
 std::string EncodeRecord(const ClientRecord& rec) {
   std::string out;
-  PutU64(&out, rec.last_active_ms);
-  PutU64(&out, rec.results.size());
+  out.push_back(kRecordV1);
+  AppendVarint(&out, rec.last_active_ms);
+  AppendVarint(&out, rec.results.size());
+  uint64_t prev = 0;
   for (const auto& [seq, res] : rec.results) {
-    PutU64(&out, seq);
-    PutU64(&out, res.size());
+    AppendVarint(&out, seq - prev);
+    prev = seq;
+    AppendVarint(&out, res.size());
     out += res;
   }
   return out;
 }
 
+// In memory, results are held in version 1 (older ones are converted as they are read).
 bool DecodeRecord(std::string_view in, ClientRecord* rec) {
-  size_t pos = 0;
+  const bool v1 = !in.empty() && in[0] == kRecordV1;
+  auto read = [&](size_t* pos, uint64_t* v) { return v1 ? ReadVarint(in, pos, v) : ReadBe64(in, pos, v); };
+  size_t pos = v1 ? 1 : 0;
   uint64_t n = 0;
-  if (!ReadBe64(in, &pos, &rec->last_active_ms) || !ReadBe64(in, &pos, &n)) return false;
+  if (!read(&pos, &rec->last_active_ms) || !read(&pos, &n)) return false;
+  uint64_t seq = 0;
   for (uint64_t i = 0; i < n; ++i) {
-    uint64_t seq = 0, len = 0;
-    if (!ReadBe64(in, &pos, &seq) || !ReadBe64(in, &pos, &len) || in.size() < pos + len) return false;
-    rec->results.emplace(seq, std::string(in.substr(pos, len)));
+    uint64_t s = 0, len = 0;
+    if (!read(&pos, &s) || !read(&pos, &len) || in.size() - pos < len) return false;
+    seq = v1 ? seq + s : s;
+    std::string_view res = in.substr(pos, len);
+    rec->results.emplace(seq, v1 ? std::string(res) : EncodeResult(DecodeResult(res, /*v1=*/false)));
     pos += len;
   }
   return true;
@@ -124,7 +144,7 @@ bool ToOp(pb::Request* req, KvOp* op) {
 
 std::string EncodeCommand(const pb::Request& req, uint64_t now_ms) {
   std::string out;
-  PutU64(&out, now_ms);
+  AppendBe64(&out, now_ms);
   req.AppendToString(&out);
   return out;
 }

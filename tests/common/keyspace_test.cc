@@ -1,5 +1,6 @@
 // Tests for common/keyspace.{h,cc}: Redis-style hash tags, storage-key layout and order,
 // and uniform shard ranges.
+#include "common/coding.h"
 #include "common/keyspace.h"
 
 #include <xxhash.h>

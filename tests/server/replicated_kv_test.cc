@@ -408,6 +408,49 @@ TEST_CASE("the commands of one batch entry are deduplicated one by one: a retry 
   CHECK(n.Get("k") == "first");
 }
 
+TEST_CASE("dedup records written before the compact format still answer retries, and are rewritten compactly",
+          "[replicated_kv]") {
+  Node n;
+  // Client 7's record in shard 0, in the first format (all be64): seq 1 swapped; seq 2
+  // did not swap, and the current value was "cur".
+  auto be = [](uint64_t v) { return HashPrefix(v); };
+  const std::string swapped = std::string("\0\x02", 2) + be(0);
+  const std::string not_swapped = std::string("\0\x04", 2) + be(0) + "cur";
+  const std::string old = be(1000) + be(2) + be(1) + be(swapped.size()) + swapped + be(2) + be(not_swapped.size()) +
+                          not_swapped;
+  const std::string key = "x/" + HashPrefix(0) + HashPrefix(7);
+  storage::WriteBatch seed;
+  seed.Put(storage::Cf::kMeta, key, old);
+  REQUIRE(n.db->Write(seed, false).ok());
+
+  auto cas = [](uint64_t seq) {
+    pb::Request r;
+    r.mutable_cas()->set_key("k");
+    r.mutable_cas()->set_value("new");
+    r.mutable_cas()->set_expect_absent(true);
+    r.set_client_id(7);
+    r.set_seq(seq);
+    r.set_first_incomplete_seq(1);
+    return EncodeCommand(r, 2000);
+  };
+  const std::string c1 = cas(1), c2 = cas(2);
+  storage::WriteBatch batch;
+  std::vector<std::any> results;
+  n.kv->Apply(0, {{10, 0, c1}, {10, 1, c2}}, &batch, &results);
+  REQUIRE(n.db->Write(batch, false).ok());
+  REQUIRE(results.size() == 2);
+  auto r1 = std::any_cast<KvResult>(results[0]), r2 = std::any_cast<KvResult>(results[1]);
+  CHECK(r1.status.ok());
+  CHECK(r1.swapped);
+  CHECK_FALSE(r2.swapped);
+  CHECK(r2.current == std::optional<std::string>("cur"));
+  CHECK(n.Get("k").rfind("<NotFound", 0) == 0);  // neither was applied again
+  std::string now;
+  REQUIRE(n.db->Get(storage::Cf::kMeta, key, &now).ok());
+  CHECK(now[0] == '\x01');  // the compact format
+  CHECK(now.size() < old.size() / 2);
+}
+
 TEST_CASE("a batch that was never written leaves no trace in the dedup table", "[replicated_kv]") {
   Node n;
   auto e1 = PutEntry(1, "k1", "v1", 7, 1);
