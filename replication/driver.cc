@@ -68,6 +68,13 @@ struct Driver::Group {
   std::string restored;  // an image restored by OpenGroup, to report Restored once written
   uint64_t compact_to = 0;              // compaction staged into the next cycle's batch
   uint64_t appended_bytes = 0;          // entry bytes appended since the last compaction
+  // Where every replica has the log up to (Message::compact_floor): as this node last
+  // computed it while leading, or the highest a leader has told it. 0 = not known.
+  uint64_t floor = 0;
+  // Stamps the floor on a leader's appends and heartbeats.
+  void StampFloor(Message& m) const {
+    if (m.type == MessageType::kAppend || m.type == MessageType::kHeartbeat) m.compact_floor = floor;
+  }
   int eager_ticks = 0;                  // GroupSpec::campaign: ticks left to campaign on
   bool brand_new = false;               // bootstrapped by this open (Config::brand_new)
   // ReadIndex requests: by context until confirmed, then by index until applied.
@@ -191,18 +198,24 @@ void Driver::CampaignEagerly(Group& g) {
   if (c.role() == Role::kFollower || c.role() == Role::kPreCandidate) g.core->Campaign().ok();
 }
 
-uint64_t Driver::CompactionPoint(Group& g) const {
+uint64_t Driver::CompactionPoint(Group& g) {
   const uint64_t log_start = g.log->FirstIndex() - 1;
   uint64_t to = 0;
   if (g.applied > log_start + options_.compact_after && g.applied > options_.retain) {
     to = g.applied - options_.retain;  // the log is long: drop it past any straggler
   }
-  // A lone replica has no straggler to keep a tail for.
-  const ConfState& conf = g.core->conf();
-  const uint64_t tail = conf.voters.size() + conf.learners.size() > 1 ? options_.tail : 0;
-  if (g.appended_bytes >= options_.compact_bytes && g.applied > tail) {
-    uint64_t needed = g.applied - tail;  // what no replica needs any more
-    for (const PeerStatus& p : g.core->Peers()) needed = std::min(needed, p.match);
+  if (g.appended_bytes >= options_.compact_bytes) {
+    uint64_t needed = g.applied;  // what no replica needs any more
+    if (g.core->role() == Role::kLeader) {
+      for (const PeerStatus& p : g.core->Peers()) needed = std::min(needed, p.match);
+      g.floor = needed;  // for the followers (StampFloor)
+    } else if (g.floor > 0) {
+      needed = std::min(needed, g.floor);
+    } else {
+      // No leader has said what every replica has: keep a tail for a new leader's
+      // stragglers.
+      needed = needed > options_.tail ? needed - options_.tail : 0;
+    }
     to = std::max(to, needed);
   }
   // Not past a snapshot a follower may still be fetching: it continues from the log.
@@ -608,7 +621,9 @@ bool Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
     auto it = groups_.find(gm.group);
     if (it == groups_.end()) continue;  // not (or no longer) hosted here
     if (MaybeFetch(*it->second, gm.msg)) continue;  // stepped once its data is here
-    Status s = it->second->core->Step(gm.msg);
+    Group& g = *it->second;
+    if (gm.msg.compact_floor > g.floor && g.core->role() != Role::kLeader) g.floor = gm.msg.compact_floor;
+    Status s = g.core->Step(gm.msg);
     if (!s.ok()) spdlog::debug("group {}: step {}: {}", gm.group, MessageToString(gm.msg), s.ToString());
   }
   // Membership changes are proposed in turn; data proposals are gathered per group and
@@ -743,7 +758,10 @@ bool Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
   // raft_core.h). Everything else waits for the write.
   std::map<NodeId, std::vector<GroupMessage>> early;
   for (Group* g : ready) {
-    for (auto& m : g->held->early_messages) early[m.to].push_back(GroupMessage{g->id, std::move(m)});
+    for (auto& m : g->held->early_messages) {
+      g->StampFloor(m);
+      early[m.to].push_back(GroupMessage{g->id, std::move(m)});
+    }
     g->held->early_messages.clear();
   }
   Send(&early);
@@ -813,6 +831,7 @@ bool Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
     stats_.entries_persisted.fetch_add(rd.entries.size(), std::memory_order_relaxed);
     for (const Entry& e : rd.entries) g.appended_bytes += e.data.size();
     for (auto& m : rd.messages) {
+      g.StampFloor(m);
       NodeId to = m.to;
       outbox[to].push_back(GroupMessage{g.id, std::move(m)});
     }

@@ -147,9 +147,10 @@ struct DriverOptions {
   uint64_t seed = 0;  // mixed with node and group ids for election jitter
   // Log compaction. A log is kept only as long as some replica may still need it:
   //  - every time compact_bytes of entries were appended, a group's log is compacted up to
-  //    what no replica needs any more: its applied index less a tail of `tail` entries
-  //    (for the stragglers of a new leader; none if the group has one replica) and, on a
-  //    leader, no further than what every follower has (the lowest match). In steady
+  //    what every replica has. A leader knows it (the lowest match of its followers, and
+  //    its own applied index) and tells its followers in every append and heartbeat
+  //    (Message::compact_floor), so that a new leader still has what the others lack. A
+  //    follower that has not heard it keeps a tail of `tail` entries instead. In steady
   //    state a log is then some tens of KiB, dropped before its memtable is flushed, so
   //    the raftlog column family is rarely written to SST files and compacted.
   //  - once a log holds more than compact_after applied entries anyway (a follower is
@@ -306,8 +307,9 @@ class Driver {
   Status StartGroup(Group& g);
   // GroupSpec::campaign: campaigns while the group has no leader and ticks are left.
   void CampaignEagerly(Group& g);
-  // Where the log of `g` may be compacted to now (DriverOptions, "Log compaction"), or 0.
-  uint64_t CompactionPoint(Group& g) const;
+  // Where the log of `g` may be compacted to now (DriverOptions, "Log compaction"), or 0;
+  // on a leader, also refreshes the floor it tells followers.
+  uint64_t CompactionPoint(Group& g);
   void AddGroups(std::vector<std::pair<GroupSpec, std::function<void(Status)>>>* adds);
   // The snapshot a follower of `g` needs: the ready image, or Unavailable while one is made.
   Result<Snapshot> SnapshotFor(Group& g);

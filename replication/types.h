@@ -199,6 +199,10 @@ struct Message {
   // kVote/kPreVote: a campaign started by a leadership transfer (kTimeoutNow), which
   // voters honour even while they still hear from the current leader.
   bool transfer = false;
+  // kAppend/kHeartbeat: every replica the leader knows of has its log up to here, so a
+  // follower need not keep those entries for anyone (log compaction). Set and read by the
+  // driver, not by RaftCore; 0 = not known.
+  uint64_t compact_floor = 0;
 };
 
 // One-line renderings for traces and test expectations, e.g.

@@ -49,6 +49,7 @@ GroupMessage FullMessage(MessageType type, uint64_t seed) {
   m.tick = 123456789 + seed;
   m.read_seq = 42 + seed;
   m.transfer = true;
+  m.compact_floor = 12;
   return gm;
 }
 
@@ -71,6 +72,7 @@ void CheckSame(const GroupMessage& want, const GroupMessage& got) {
   CHECK(b.tick == a.tick);
   CHECK(b.read_seq == a.read_seq);
   CHECK(b.transfer == a.transfer);
+  CHECK(b.compact_floor == a.compact_floor);
   if (a.type == MessageType::kSnapshot && a.snapshot) {
     REQUIRE(b.snapshot);
     CHECK(b.snapshot->meta == a.snapshot->meta);
