@@ -599,6 +599,9 @@ void Client::Impl::RefreshMap(size_t node) {
 
 void Client::Impl::Retry(const CallPtr& call, const std::string& why, bool immediately) {
   if (call->finished || closing_) return;
+  // The send this timer watched was answered or lost; the next send arms it again (if it
+  // fired during the backoff below, the call would be sent twice).
+  DisarmAttempt(call.get());
   // Resending a mutation is safe: it carries (client_id, seq), and the shard applies each
   // seq at most once, answering a duplicate with the original result.
   ++call->attempts;

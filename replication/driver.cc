@@ -68,9 +68,11 @@ struct Driver::Group {
   std::string restored;  // an image restored by OpenGroup, to report Restored once written
   uint64_t compact_to = 0;              // compaction staged into the next cycle's batch
   uint64_t appended_bytes = 0;          // entry bytes appended since the last compaction
-  // Where every replica has the log up to (Message::compact_floor): as this node last
-  // computed it while leading, or the highest a leader has told it. 0 = not known.
-  uint64_t floor = 0;
+  // How far every replica has the log (Message::compact_floor): the highest this node
+  // computed while leading or heard from a leader. Each was true when it was said, and
+  // replicas never lose committed entries, so it only rises. Unset = never heard.
+  std::optional<uint64_t> floor;
+  void RaiseFloor(uint64_t f) { floor = std::max(floor.value_or(0), f); }
   // Stamps the floor on a leader's appends and heartbeats.
   void StampFloor(Message& m) const {
     if (m.type == MessageType::kAppend || m.type == MessageType::kHeartbeat) m.compact_floor = floor;
@@ -207,10 +209,12 @@ uint64_t Driver::CompactionPoint(Group& g) {
   if (g.appended_bytes >= options_.compact_bytes) {
     uint64_t needed = g.applied;  // what no replica needs any more
     if (g.core->role() == Role::kLeader) {
-      for (const PeerStatus& p : g.core->Peers()) needed = std::min(needed, p.match);
-      g.floor = needed;  // for the followers (StampFloor)
-    } else if (g.floor > 0) {
-      needed = std::min(needed, g.floor);
+      uint64_t every = g.applied;  // (a peer's match is 0 until it answers this leader)
+      for (const PeerStatus& p : g.core->Peers()) every = std::min(every, p.match);
+      g.RaiseFloor(every);  // for the followers too (StampFloor)
+    }
+    if (g.floor) {
+      needed = std::min(needed, *g.floor);
     } else {
       // No leader has said what every replica has: keep a tail for a new leader's
       // stragglers.
@@ -622,7 +626,7 @@ bool Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
     if (it == groups_.end()) continue;  // not (or no longer) hosted here
     if (MaybeFetch(*it->second, gm.msg)) continue;  // stepped once its data is here
     Group& g = *it->second;
-    if (gm.msg.compact_floor > g.floor && g.core->role() != Role::kLeader) g.floor = gm.msg.compact_floor;
+    if (gm.msg.compact_floor && g.core->role() != Role::kLeader) g.RaiseFloor(*gm.msg.compact_floor);
     Status s = g.core->Step(gm.msg);
     if (!s.ok()) spdlog::debug("group {}: step {}: {}", gm.group, MessageToString(gm.msg), s.ToString());
   }
@@ -745,9 +749,7 @@ bool Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
     if (!term.ok() || !conf.ok()) continue;
     mark.meta.term = *term;
     mark.meta.conf = *conf;
-    if (!g.log->Compact(mark, &batch).ok()) continue;
-    compacted.push_back(&g);
-    g.appended_bytes = 0;
+    if (g.log->Compact(mark, &batch).ok()) compacted.push_back(&g);
   }
   if (ready.empty() && compacted.empty()) {
     PublishLeases(last_tick_time_);
@@ -808,6 +810,7 @@ bool Driver::Cycle(std::vector<GroupMessage>* inbox, std::vector<Proposal>* prop
   // Durable: publish, send, complete, advance.
   for (Group* g : compacted) {
     if (std::find(ready.begin(), ready.end(), g) == ready.end()) g->log->OnWritten();
+    g->appended_bytes = 0;
     stats_.compactions.fetch_add(1, std::memory_order_relaxed);
   }
   std::map<NodeId, std::vector<GroupMessage>> outbox;

@@ -151,8 +151,8 @@ struct DriverOptions {
   //    its own applied index) and tells its followers in every append and heartbeat
   //    (Message::compact_floor), so that a new leader still has what the others lack. A
   //    follower that has not heard it keeps a tail of `tail` entries instead. In steady
-  //    state a log is then some tens of KiB, dropped before its memtable is flushed, so
-  //    the raftlog column family is rarely written to SST files and compacted.
+  //    state a log is then at most about 2 x compact_bytes, dropped before its memtable
+  //    is flushed, so the raftlog column family is rarely written to SST files.
   //  - once a log holds more than compact_after applied entries anyway (a follower is
   //    down or far behind), everything but the newest `retain` applied entries is
   //    dropped. A follower further behind than that catches up from a snapshot of the
@@ -307,8 +307,8 @@ class Driver {
   Status StartGroup(Group& g);
   // GroupSpec::campaign: campaigns while the group has no leader and ticks are left.
   void CampaignEagerly(Group& g);
-  // Where the log of `g` may be compacted to now (DriverOptions, "Log compaction"), or 0;
-  // on a leader, also refreshes the floor it tells followers.
+  // Where the log of `g` may be compacted to now (DriverOptions, "Log compaction"), or 0.
+  // A leader raises the floor it tells followers here, so only as often as it compacts.
   uint64_t CompactionPoint(Group& g);
   void AddGroups(std::vector<std::pair<GroupSpec, std::function<void(Status)>>>* adds);
   // The snapshot a follower of `g` needs: the ready image, or Unavailable while one is made.

@@ -85,7 +85,7 @@ Result<GroupMessage> DecodeFrom(pb::RaftMessage* in) {
   m.tick = in->tick();
   m.read_seq = in->read_seq();
   m.transfer = in->transfer();
-  m.compact_floor = in->compact_floor();
+  if (in->has_compact_floor()) m.compact_floor = in->compact_floor();
   m.entries.reserve(in->entries_size());
   for (int i = 0; i < in->entries_size(); ++i) {
     pb::RaftEntry* pe = in->mutable_entries(i);
@@ -144,7 +144,7 @@ void EncodeGroupMessage(GroupMessage gm, pb::RaftMessage* out) {
   out->set_tick(m.tick);
   out->set_read_seq(m.read_seq);
   out->set_transfer(m.transfer);
-  out->set_compact_floor(m.compact_floor);
+  if (m.compact_floor) out->set_compact_floor(*m.compact_floor);
 }
 
 Result<GroupMessage> DecodeGroupMessage(pb::RaftMessage in) { return DecodeFrom(&in); }

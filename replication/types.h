@@ -199,10 +199,11 @@ struct Message {
   // kVote/kPreVote: a campaign started by a leadership transfer (kTimeoutNow), which
   // voters honour even while they still hear from the current leader.
   bool transfer = false;
-  // kAppend/kHeartbeat: every replica the leader knows of has its log up to here, so a
-  // follower need not keep those entries for anyone (log compaction). Set and read by the
-  // driver, not by RaftCore; 0 = not known.
-  uint64_t compact_floor = 0;
+  // kAppend/kHeartbeat: every replica of the configuration the leader knew when it
+  // computed this had its log up to here, so a follower need not keep those entries for
+  // anyone (log compaction). Set and read by the driver, not by RaftCore; unset = the
+  // leader does not know (0 is a floor: keep everything).
+  std::optional<uint64_t> compact_floor;
 };
 
 // One-line renderings for traces and test expectations, e.g.

@@ -49,7 +49,7 @@ GroupMessage FullMessage(MessageType type, uint64_t seed) {
   m.tick = 123456789 + seed;
   m.read_seq = 42 + seed;
   m.transfer = true;
-  m.compact_floor = 12;
+  if (seed % 2 == 0) m.compact_floor = seed % 4;  // unset, 0 (a floor, not "unset") and 2
   return gm;
 }
 
