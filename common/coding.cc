@@ -17,6 +17,21 @@ bool ReadBe64(std::string_view in, size_t* pos, uint64_t* v) {
   return true;
 }
 
+void AppendLe64(std::string* out, uint64_t v) {
+  char b[8];
+  for (int i = 0; i < 8; ++i) b[i] = static_cast<char>(v >> (8 * i));
+  out->append(b, 8);
+}
+
+bool ReadLe64(std::string_view in, size_t* pos, uint64_t* v) {
+  if (*pos > in.size() || in.size() - *pos < 8) return false;
+  uint64_t x = 0;
+  for (int i = 0; i < 8; ++i) x |= uint64_t{static_cast<unsigned char>(in[*pos + i])} << (8 * i);
+  *pos += 8;
+  *v = x;
+  return true;
+}
+
 void AppendVarint(std::string* out, uint64_t v) {
   char b[10];
   size_t n = 0;

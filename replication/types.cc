@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "common/coding.h"
 #include "common/frame.h"
 
 namespace ring::replication {
@@ -21,34 +22,20 @@ void Erase(std::vector<NodeId>* ids, NodeId id) {
   if (it != ids->end() && *it == id) ids->erase(it);
 }
 
-// Fixed-width little-endian: configuration entries are tiny and rare, so simplicity wins
-// over compactness.
-void PutU64(std::string* out, uint64_t v) {
-  for (int i = 0; i < 8; i++) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-
-bool GetU64(std::string_view* in, uint64_t* v) {
-  if (in->size() < 8) return false;
-  *v = 0;
-  for (int i = 0; i < 8; i++) {
-    *v |= static_cast<uint64_t>(static_cast<uint8_t>((*in)[i])) << (8 * i);
-  }
-  in->remove_prefix(8);
-  return true;
-}
-
+// Fixed-width little-endian (le64): configuration entries are tiny and rare, so simplicity
+// wins over compactness.
 void PutIds(std::string* out, const std::vector<NodeId>& ids) {
-  PutU64(out, ids.size());
-  for (NodeId id : ids) PutU64(out, id);
+  AppendLe64(out, ids.size());
+  for (NodeId id : ids) AppendLe64(out, id);
 }
 
-bool GetIds(std::string_view* in, std::vector<NodeId>* ids) {
+bool GetIds(std::string_view in, size_t* pos, std::vector<NodeId>* ids) {
   uint64_t n = 0;
-  if (!GetU64(in, &n) || n > in->size() / 8) return false;
+  if (!ReadLe64(in, pos, &n) || n > (in.size() - *pos) / 8) return false;
   ids->clear();
   for (uint64_t i = 0; i < n; i++) {
     uint64_t id = 0;
-    if (!GetU64(in, &id)) return false;
+    if (!ReadLe64(in, pos, &id)) return false;
     ids->push_back(id);
   }
   return std::is_sorted(ids->begin(), ids->end()) &&
@@ -86,7 +73,7 @@ std::string EncodeConfChangeEntry(const ConfChangeEntry& cc) {
   std::string out;
   out.push_back(static_cast<char>(kConfChangeVersion));
   out.push_back(static_cast<char>(cc.change.type));
-  PutU64(&out, cc.change.node);
+  AppendLe64(&out, cc.change.node);
   PutIds(&out, cc.result.voters);
   PutIds(&out, cc.result.learners);
   return out;
@@ -99,9 +86,9 @@ Result<ConfChangeEntry> DecodeConfChangeEntry(std::string_view data) {
     return Status::Corruption("configuration entry: bad header");
   }
   cc.change.type = static_cast<ConfChangeType>(data[1]);
-  data.remove_prefix(2);
-  if (!GetU64(&data, &cc.change.node) || !GetIds(&data, &cc.result.voters) ||
-      !GetIds(&data, &cc.result.learners) || !data.empty()) {
+  size_t pos = 2;
+  if (!ReadLe64(data, &pos, &cc.change.node) || !GetIds(data, &pos, &cc.result.voters) ||
+      !GetIds(data, &pos, &cc.result.learners) || pos != data.size()) {
     return Status::Corruption("configuration entry: truncated or malformed");
   }
   return cc;

@@ -1,5 +1,7 @@
 #include "server/replicated_kv.h"
 
+#include <spdlog/spdlog.h>
+
 #include <map>
 #include <set>
 
@@ -213,7 +215,12 @@ void ReplicatedKv::Apply(uint64_t group, const std::vector<replication::Command>
       if (missing) {
         ++cached_records_;
         std::string v;
-        if (engine_->Get(storage::Cf::kMeta, ClientKey(group, client), &v).ok()) DecodeRecord(v, &c->second);
+        if (engine_->Get(storage::Cf::kMeta, ClientKey(group, client), &v).ok() && !DecodeRecord(v, &c->second)) {
+          // Every replica holds the same bytes and decodes them alike; what was read is kept.
+          spdlog::error("shard {}: client {:x}: the exactly-once record ({} bytes) does not decode; "
+                        "retries of its earlier writes may be applied again",
+                        group, client, v.size());
+        }
       }
       it->second = &c->second;
     }

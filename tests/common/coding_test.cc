@@ -46,14 +46,25 @@ TEST_CASE("a truncated or overlong varint is refused and nothing is read", "[cod
   CHECK_FALSE(ReadVarint("ab", &pos, &v));
 }
 
-TEST_CASE("be64 writes most significant byte first", "[coding]") {
-  std::string out;
-  AppendBe64(&out, 0x0102030405060708);
-  CHECK(out == "\x01\x02\x03\x04\x05\x06\x07\x08");
+TEST_CASE("be64 writes most significant byte first, le64 least significant first", "[coding]") {
+  std::string be, le;
+  AppendBe64(&be, 0x0102030405060708);
+  AppendLe64(&le, 0x0102030405060708);
+  CHECK(be == "\x01\x02\x03\x04\x05\x06\x07\x08");
+  CHECK(le == "\x08\x07\x06\x05\x04\x03\x02\x01");
   size_t pos = 0;
   uint64_t v = 0;
-  REQUIRE(ReadBe64(out, &pos, &v));
+  REQUIRE(ReadBe64(be, &pos, &v));
   CHECK(v == 0x0102030405060708);
+  pos = 0;
+  REQUIRE(ReadLe64(le, &pos, &v));
+  CHECK(v == 0x0102030405060708);
+  CHECK(pos == 8);
+  // Short input: refused, nothing read.
+  CHECK_FALSE(ReadLe64(le, &pos, &v));
+  CHECK(pos == 8);
+  pos = 20;
+  CHECK_FALSE(ReadLe64(le, &pos, &v));
 }
 
 }  // namespace

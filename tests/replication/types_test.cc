@@ -18,6 +18,15 @@ TEST_CASE("a configuration entry round-trips and rejects garbage", "[replication
   std::string bad = enc;
   bad[1] = 9;  // unknown change type
   CHECK(DecodeConfChangeEntry(bad).status().code() == StatusCode::kCorruption);
+  CHECK(DecodeConfChangeEntry(enc + "x").status().code() == StatusCode::kCorruption);  // trailing bytes
+  // The bytes are in logs already written: version 1, the type, then le64 fields.
+  auto le = [](uint64_t v) {
+    std::string b;
+    for (int i = 0; i < 8; ++i) b.push_back(static_cast<char>(v >> (8 * i)));
+    return b;
+  };
+  CHECK(enc == std::string("\x01", 1) + static_cast<char>(ConfChangeType::kAddLearner) + le(7) + le(3) + le(1) +
+                   le(2) + le(3) + le(1) + le(7));
 }
 
 TEST_CASE("configuration changes apply one server at a time", "[replication]") {
