@@ -161,54 +161,59 @@ void ReplicatedKv::Apply(uint64_t group, const std::vector<replication::Command>
     cached_records_ = 0;
   }
   auto& cached = records_[group];
-  std::map<uint64_t, ClientRecord*> clients;
-  std::vector<KvOp> ops(commands.size());
-  std::vector<int> kind(commands.size(), 0);  // 0 apply, 1 duplicate, 2 refused, 3 same as an earlier entry
-  std::vector<size_t> same_as(commands.size(), 0);
-  std::map<std::pair<uint64_t, uint64_t>, size_t> in_batch;  // (client, seq) -> first entry
-  std::vector<KvResult> early(commands.size());
-  std::vector<uint64_t> client_of(commands.size(), 0), seq_of(commands.size(), 0);
+  std::map<uint64_t, ClientRecord*> clients;  // this call's clients, in key order
+  // What becomes of each command, and what it is answered.
+  enum class Fate { kApply, kDuplicate, kRefused, kSameAsEarlier };
+  struct Cmd {
+    KvOp op;
+    Fate fate = Fate::kApply;
+    KvResult result;          // set here unless kApply; by the key-value machine if so
+    size_t same_as = 0;       // kSameAsEarlier: the command of this call it repeats
+    ClientRecord* record = nullptr;  // its client's dedup record (null: no exactly-once)
+    uint64_t seq = 0;
+    HashRange range;          // the shard's range as this command sees it
+  };
+  std::vector<Cmd> cmds(commands.size());
+  std::map<std::pair<uint64_t, uint64_t>, size_t> in_batch;  // (client, seq) -> first command
   uint64_t newest_ms = 0;
-  // The shard's range as each entry sees it: a split narrows it for the commands after it.
+  // A split narrows the shard's range for the commands after it.
   const std::optional<HashRange> known = CurrentRange(group);
   HashRange range = known.value_or(HashRange{0, 0});
-  std::vector<HashRange> range_at(commands.size());
   struct Split {
     pb::SplitCommand command;
     HashRange parent, child;
   };
   std::vector<Split> splits;
   for (size_t i = 0; i < commands.size(); ++i) {
+    Cmd& cmd = cmds[i];
     std::string_view data = commands[i].data;
     size_t pos = 0;
     uint64_t stamp = 0;
     pb::Request req;
-    range_at[i] = range;
+    cmd.range = range;
     const bool decoded =
         ReadBe64(data, &pos, &stamp) && req.ParseFromArray(data.data() + pos, static_cast<int>(data.size() - pos));
     if (decoded && req.has_split()) {
-      kind[i] = 2;  // nothing for the key-value machine to do
+      cmd.fate = Fate::kRefused;  // nothing for the key-value machine to do
       const pb::SplitCommand& sc = req.split();
       const bool inside = sc.mid() > range.start && (range.end == 0 || sc.mid() < range.end);
       if (!inside || sc.child() == group || sc.founders().empty()) {
-        early[i].status = Status::InvalidArgument("log entry " + std::to_string(commands[i].index) +
-                                                  ": split outside the shard's range or malformed; ignored");
+        cmd.result.status = Status::InvalidArgument("log entry " + std::to_string(commands[i].index) +
+                                                    ": split outside the shard's range or malformed; ignored");
         continue;
       }
       splits.push_back(Split{sc, HashRange{range.start, sc.mid()}, HashRange{sc.mid(), range.end}});
       range.end = sc.mid();
-      continue;  // early[i] stays OK
+      continue;  // answered OK
     }
-    if (!decoded || !ToOp(&req, &ops[i])) {
-      kind[i] = 2;
-      early[i].status = Status::Corruption("log entry " + std::to_string(commands[i].index) + " is not a command");
+    if (!decoded || !ToOp(&req, &cmd.op)) {
+      cmd.fate = Fate::kRefused;
+      cmd.result.status = Status::Corruption("log entry " + std::to_string(commands[i].index) + " is not a command");
       continue;
     }
     newest_ms = std::max(newest_ms, stamp);
     uint64_t client = req.client_id();
     if (client == 0) continue;  // a caller that opted out of exactly-once
-    client_of[i] = client;
-    seq_of[i] = req.seq();
     auto [it, fresh] = clients.try_emplace(client, nullptr);
     if (fresh) {
       auto [c, missing] = cached.try_emplace(client);
@@ -225,57 +230,58 @@ void ReplicatedKv::Apply(uint64_t group, const std::vector<replication::Command>
       it->second = &c->second;
     }
     ClientRecord& rec = *it->second;
+    cmd.record = &rec;
+    cmd.seq = req.seq();
     rec.last_active_ms = std::max(rec.last_active_ms, stamp);
     // Results the client has seen answered are no longer needed.
     rec.results.erase(rec.results.begin(), rec.results.lower_bound(req.first_incomplete_seq()));
     if (auto [b, first] = in_batch.try_emplace({client, req.seq()}, i); !first) {
       // A retry that reached the log while its original is in this very batch.
-      kind[i] = 3;
-      same_as[i] = b->second;
+      cmd.fate = Fate::kSameAsEarlier;
+      cmd.same_as = b->second;
     } else if (auto r = rec.results.find(req.seq()); r != rec.results.end()) {
-      kind[i] = 1;
-      early[i] = DecodeResult(r->second);
+      cmd.fate = Fate::kDuplicate;
+      cmd.result = DecodeResult(r->second);
     } else if (req.seq() < req.first_incomplete_seq()) {
-      kind[i] = 2;
-      early[i].status = Status::InvalidArgument("request seq " + std::to_string(req.seq()) +
-                                                " was already answered (stale retry)");
+      cmd.fate = Fate::kRefused;
+      cmd.result.status = Status::InvalidArgument("request seq " + std::to_string(req.seq()) +
+                                                  " was already answered (stale retry)");
     }
   }
 
   // A command for a key a split has given away is refused (unless it was a retry of one
   // applied before the split: that one got its original result above).
-  for (size_t i = 0; i < commands.size() && known; ++i) {
-    if (kind[i] != 0) continue;
-    if (const std::string* key = KeyOutside(ops[i], range_at[i])) {
-      kind[i] = 2;
-      early[i].status = Status::WrongShard("key " + std::to_string(KeyHash(*key)) +
-                                           " (hash) is no longer in shard " + std::to_string(group) +
-                                           " after a split; route by the newer cluster map");
+  for (size_t i = 0; i < cmds.size() && known; ++i) {
+    Cmd& cmd = cmds[i];
+    if (cmd.fate != Fate::kApply) continue;
+    if (const std::string* key = KeyOutside(cmd.op, cmd.range)) {
+      cmd.fate = Fate::kRefused;
+      cmd.result.status = Status::WrongShard("key " + std::to_string(KeyHash(*key)) +
+                                             " (hash) is no longer in shard " + std::to_string(group) +
+                                             " after a split; route by the newer cluster map");
     }
   }
 
   std::vector<const KvOp*> to_apply;
-  std::vector<size_t> where;
-  for (size_t i = 0; i < commands.size(); ++i) {
-    if (kind[i] == 0) {
-      to_apply.push_back(&ops[i]);
-      where.push_back(i);
-    }
+  std::vector<Cmd*> applying;
+  for (Cmd& cmd : cmds) {
+    if (cmd.fate != Fate::kApply) continue;
+    to_apply.push_back(&cmd.op);
+    applying.push_back(&cmd);
   }
   std::vector<KvResult> applied;
   kv_.Apply(to_apply, batch, &applied);
-  std::vector<KvResult> final_results = std::move(early);
-  for (size_t k = 0; k < where.size(); ++k) {
-    size_t i = where[k];
-    final_results[i] = std::move(applied[k]);
-    if (client_of[i] != 0) {
-      ClientRecord& rec = *clients[client_of[i]];
-      rec.results[seq_of[i]] = EncodeResult(final_results[i]);
+  for (size_t k = 0; k < applying.size(); ++k) {
+    Cmd& cmd = *applying[k];
+    cmd.result = std::move(applied[k]);
+    if (cmd.record != nullptr) {
+      ClientRecord& rec = *cmd.record;
+      rec.results[cmd.seq] = EncodeResult(cmd.result);
       while (rec.results.size() > kMaxResultsPerClient) rec.results.erase(rec.results.begin());
     }
   }
-  for (size_t i = 0; i < commands.size(); ++i) {
-    if (kind[i] == 3) final_results[i] = final_results[same_as[i]];
+  for (Cmd& cmd : cmds) {
+    if (cmd.fate == Fate::kSameAsEarlier) cmd.result = cmds[cmd.same_as].result;
   }
   for (const auto& [client, rec] : clients) {
     batch->Put(storage::Cf::kMeta, ClientKey(group, client), EncodeRecord(*rec));
@@ -301,7 +307,7 @@ void ReplicatedKv::Apply(uint64_t group, const std::vector<replication::Command>
       return true;
     }).ok();
   }
-  for (size_t i = 0; i < commands.size(); ++i) (*results)[i] = std::move(final_results[i]);
+  for (size_t i = 0; i < cmds.size(); ++i) (*results)[i] = std::move(cmds[i].result);
 }
 
 ReplicatedKv::RangeSource ReplicatedKv::UniformRanges(uint32_t count) {
